@@ -1,0 +1,7 @@
+//! Kennel: runs AI coding agents in disposable, fenced sandboxes on Kubernetes.
+//!
+//! Data flows downward: [`controller`] loads, validates, builds, applies and reports;
+//! [`build`] and [`policy`] are pure; [`telemetry`] records what happened.
+
+pub mod api;
+pub mod config;
