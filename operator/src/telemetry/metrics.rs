@@ -4,20 +4,16 @@
 //! `&'static str` constants, phases and isolation levels are enums. No label ever carries
 //! an object name, so the number of series does not grow with the number of sandboxes.
 
-use std::{
-    sync::{Arc, PoisonError, RwLock},
-    time::Instant,
-};
+use std::time::Instant;
 
 use kube::runtime::reflector::Store;
 use prometheus::{
     Encoder as _, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
-    core::{Collector, Desc},
-    proto::MetricFamily,
+    TextEncoder, core::Collector,
 };
 
-use crate::api::{AgentSandbox, Isolation, Phase};
+use super::sandbox_gauge::SandboxCollector;
+use crate::api::AgentSandbox;
 
 /// Buckets of the reconcile duration, 1 ms to 10 s: a reconcile is a few API calls.
 const RECONCILE_BUCKETS: &[f64] = &[
@@ -34,19 +30,6 @@ const POD_LIFECYCLE_BUCKETS: &[f64] = &[
 const EXPIRY_LAG_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0,
 ];
-
-/// Every phase, in the order the `kennel_sandboxes` gauge emits them.
-const PHASES: [Phase; 6] = [
-    Phase::Pending,
-    Phase::Running,
-    Phase::Succeeded,
-    Phase::Failed,
-    Phase::Expired,
-    Phase::Rejected,
-];
-
-/// Every isolation level, in the order the `kennel_sandboxes` gauge emits them.
-const ISOLATIONS: [Isolation; 2] = [Isolation::Gvisor, Isolation::Kata];
 
 /// A metric could not be created, registered or encoded.
 #[derive(Debug, thiserror::Error)]
@@ -274,114 +257,11 @@ impl Registrar<'_> {
     }
 }
 
-/// `kennel_sandboxes{phase,isolation}`: computed at scrape time from the reflector's
-/// store, so a scrape costs no API call. Every phase x isolation pair is emitted, zeros
-/// included, so series do not appear and vanish as sandboxes come and go.
-#[derive(Clone)]
-struct SandboxCollector {
-    store: Arc<RwLock<Option<Store<AgentSandbox>>>>,
-    gauge: IntGaugeVec,
-}
-
-impl SandboxCollector {
-    fn new() -> Result<Self, MetricsError> {
-        let name = "kennel_sandboxes";
-        let opts = Opts::new(
-            name,
-            "Sandboxes in the operator's cache, by phase and isolation",
-        );
-        let gauge = IntGaugeVec::new(opts, &["phase", "isolation"])
-            .map_err(|source| MetricsError::Register { name, source })?;
-        Ok(Self {
-            store: Arc::default(),
-            gauge,
-        })
-    }
-
-    fn set_store(&self, store: Store<AgentSandbox>) {
-        *self.store.write().unwrap_or_else(PoisonError::into_inner) = Some(store);
-    }
-
-    /// Counts the cached sandboxes, indexed like [`PHASES`] x [`ISOLATIONS`].
-    fn count(store: &Store<AgentSandbox>) -> [[i64; ISOLATIONS.len()]; PHASES.len()] {
-        let mut counts = [[0; ISOLATIONS.len()]; PHASES.len()];
-        for sandbox in store.state() {
-            let phase = sandbox
-                .status
-                .as_ref()
-                .and_then(|s| s.phase)
-                .unwrap_or(Phase::Pending);
-            counts[phase_index(phase)][isolation_index(sandbox.spec.isolation)] += 1;
-        }
-        counts
-    }
-}
-
-impl Collector for SandboxCollector {
-    fn desc(&self) -> Vec<&Desc> {
-        self.gauge.desc()
-    }
-
-    fn collect(&self) -> Vec<MetricFamily> {
-        // Held for the whole collect so two concurrent scrapes cannot interleave their sets.
-        let guard = self.store.write().unwrap_or_else(PoisonError::into_inner);
-        let Some(store) = guard.as_ref() else {
-            return Vec::new();
-        };
-        let counts = Self::count(store);
-        for (phase, row) in PHASES.iter().zip(counts) {
-            for (isolation, n) in ISOLATIONS.iter().zip(row) {
-                self.gauge
-                    .with_label_values(&[phase.as_str(), isolation.as_str()])
-                    .set(n);
-            }
-        }
-        self.gauge.collect()
-    }
-}
-
-/// Position of a phase in [`PHASES`]. The exhaustive match makes a new phase a compile
-/// error here until the gauge knows about it.
-fn phase_index(phase: Phase) -> usize {
-    match phase {
-        Phase::Pending => 0,
-        Phase::Running => 1,
-        Phase::Succeeded => 2,
-        Phase::Failed => 3,
-        Phase::Expired => 4,
-        Phase::Rejected => 5,
-    }
-}
-
-/// Position of an isolation level in [`ISOLATIONS`]; exhaustive for the same reason.
-fn isolation_index(isolation: Isolation) -> usize {
-    match isolation {
-        Isolation::Gvisor => 0,
-        Isolation::Kata => 1,
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use kube::runtime::{reflector::store::Writer, watcher};
-
+pub(in crate::telemetry) mod tests {
     use super::*;
-    use crate::api::{AgentSandboxSpec, AgentSandboxStatus};
 
-    fn sandbox(name: &str, isolation: Isolation, phase: Option<Phase>) -> AgentSandbox {
-        let spec: AgentSandboxSpec =
-            serde_json::from_value(serde_json::json!({ "image": "agent:1" }))
-                .expect("minimal spec parses");
-        let mut obj = AgentSandbox::new(name, AgentSandboxSpec { isolation, ..spec });
-        obj.metadata.namespace = Some("team-a".into());
-        obj.status = phase.map(|phase| AgentSandboxStatus {
-            phase: Some(phase),
-            ..Default::default()
-        });
-        obj
-    }
-
-    fn line_value(text: &str, prefix: &str) -> Option<f64> {
+    pub(in crate::telemetry) fn line_value(text: &str, prefix: &str) -> Option<f64> {
         text.lines()
             .find(|l| l.starts_with(prefix))
             .and_then(|l| l.rsplit(' ').next())
@@ -413,56 +293,6 @@ mod tests {
         );
         let inf = r#"kennel_reconcile_duration_seconds_bucket{le="+Inf"}"#;
         assert_eq!(line_value(&text, inf), Some(1.0));
-    }
-
-    #[test]
-    fn sandbox_gauge_counts_cached_objects_by_phase_and_isolation() {
-        let metrics = Metrics::new().expect("metrics register");
-        let mut writer = Writer::<AgentSandbox>::default();
-        for obj in [
-            sandbox("a", Isolation::Gvisor, Some(Phase::Running)),
-            sandbox("b", Isolation::Gvisor, Some(Phase::Running)),
-            sandbox("c", Isolation::Kata, None),
-            sandbox("d", Isolation::Gvisor, Some(Phase::Rejected)),
-        ] {
-            writer.apply_watcher_event(&watcher::Event::Apply(obj));
-        }
-        metrics.watch_cache(writer.as_reader());
-        let text = metrics.encode().expect("encodes");
-        let value = |phase: &str, iso: &str| {
-            line_value(
-                &text,
-                &format!(r#"kennel_sandboxes{{isolation="{iso}",phase="{phase}"}}"#),
-            )
-        };
-        assert_eq!(value("Running", "gvisor"), Some(2.0));
-        assert_eq!(value("Pending", "kata"), Some(1.0));
-        assert_eq!(value("Rejected", "gvisor"), Some(1.0));
-        assert_eq!(value("Expired", "kata"), Some(0.0), "zeros are emitted too");
-        let series = text
-            .lines()
-            .filter(|l| l.starts_with("kennel_sandboxes{"))
-            .count();
-        assert_eq!(series, PHASES.len() * ISOLATIONS.len());
-    }
-
-    #[test]
-    fn sandbox_gauge_follows_deletions_from_the_cache() {
-        let metrics = Metrics::new().expect("metrics register");
-        let mut writer = Writer::<AgentSandbox>::default();
-        let obj = sandbox("a", Isolation::Kata, Some(Phase::Running));
-        writer.apply_watcher_event(&watcher::Event::Apply(obj.clone()));
-        metrics.watch_cache(writer.as_reader());
-        let running = r#"kennel_sandboxes{isolation="kata",phase="Running"}"#;
-        assert_eq!(
-            line_value(&metrics.encode().expect("encodes"), running),
-            Some(1.0)
-        );
-        writer.apply_watcher_event(&watcher::Event::Delete(obj));
-        assert_eq!(
-            line_value(&metrics.encode().expect("encodes"), running),
-            Some(0.0)
-        );
     }
 
     #[test]

@@ -10,6 +10,7 @@
 pub mod events;
 pub mod logging;
 pub mod metrics;
+mod sandbox_gauge;
 pub mod server;
 
 pub use events::EventPublisher;
