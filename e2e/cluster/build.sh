@@ -53,9 +53,24 @@ build_kubernetes() {
   build_tool kubernetes "$v" "$ld" "${pkgs[@]}"
 }
 
+# overlay_patch TOOL MODULE FILE SEDFILE: writes a patched copy of FILE (relative to the
+# module's root) and prints the path of a `go build -overlay` file that swaps it in.
+overlay_patch() {
+  local tool="$1" module="$2" file="$3" sedfile="$4" dir work
+  dir="$(cd "$TOOLS_DIR/$tool" && go mod download -json "$module" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')"
+  [[ -f "$dir/$file" ]] || die "$module has no $file to patch"
+  work="$CLUSTER_DIR/overlay/$tool" && mkdir -p "$work"
+  sed -f "$sedfile" "$dir/$file" >"$work/$(basename "$file")"
+  cmp -s "$dir/$file" "$work/$(basename "$file")" && die "$sedfile no longer changes $file"
+  printf '{"Replace":{"%s":"%s"}}\n' "$dir/$file" "$work/$(basename "$file")" >"$work/overlay.json"
+  echo "$work/overlay.json"
+}
+
 build_gvisor() {
-  local v; v="$(pinned_version gvisor gvisor.dev/gvisor)"
-  build_tool gvisor "$v" "" gvisor.dev/gvisor/runsc \
+  local v overlay; v="$(pinned_version gvisor gvisor.dev/gvisor)"
+  overlay="$(overlay_patch gvisor gvisor.dev/gvisor pkg/shim/v1/manager.go \
+    "$TOOLS_DIR/gvisor/shim-oom-score.sed")"
+  GOFLAGS="$GOFLAGS -overlay=$overlay" build_tool gvisor "$v" "" gvisor.dev/gvisor/runsc \
     "gvisor.dev/gvisor/shim=containerd-shim-runsc-v1"
 }
 

@@ -36,10 +36,11 @@ die() { log "ERROR: $*"; exit 1; }
 now_ms() { date +%s%3N; }
 
 # The cache directory of one Go tool: named by the version pinned in its go.mod and a
-# hash of go.mod and go.sum, so any change to the pins builds afresh.
+# hash of go.mod, go.sum and any build-time patch (*.sed), so any change builds afresh.
 tool_cache_dir() {
   local tool="$1" version="$2" hash
-  hash="$(cat "$TOOLS_DIR/$tool/go.mod" "$TOOLS_DIR/$tool/go.sum" | sha256sum | cut -c1-10)"
+  hash="$(cat "$TOOLS_DIR/$tool/go.mod" "$TOOLS_DIR/$tool/go.sum" \
+    $(compgen -G "$TOOLS_DIR/$tool/*.sed" || true) | sha256sum | cut -c1-10)"
   printf '%s/%s-%s-%s\n' "$CACHE_BIN" "$tool" "$version" "$hash"
 }
 

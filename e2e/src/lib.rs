@@ -1,1 +1,17 @@
-//! Shared helpers for Kennel's end-to-end tests: a client on the local cluster's kubeconfig.
+//! Shared helpers for Kennel's end-to-end tests against the local cluster that
+//! `make cluster-up` starts: its facts (`env`), a client on its kubeconfig (`client`),
+//! throwaway namespaces (`namespace`), pods and waiting on them (`pods`), and the pinned
+//! `kubectl` for exec and logs (`kubectl`).
+//!
+//! Every helper returns `anyhow::Result` with a message that says what failed, so a
+//! test's failure reads as the step that broke.
+
+pub mod client;
+pub mod env;
+pub mod kubectl;
+pub mod namespace;
+pub mod pods;
+
+pub use client::client;
+pub use env::ClusterEnv;
+pub use namespace::TestNamespace;
