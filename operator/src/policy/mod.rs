@@ -1,6 +1,19 @@
 //! Pure policy: turns a sandbox spec and the operator's configuration into a
 //! [`SandboxPlan`], or into field errors a person can act on.
 
+mod egress;
+pub mod lifetime;
+pub mod paths;
 pub mod plan;
+pub mod quantity;
+mod resources;
+pub mod storage;
+pub mod validate;
+
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod validate_tests;
 
 pub use plan::SandboxPlan;
+pub use validate::{FieldError, Rejection, plan};
