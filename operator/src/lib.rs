@@ -4,5 +4,7 @@
 //! [`build`] and [`policy`] are pure; [`telemetry`] records what happened.
 
 pub mod api;
+pub mod build;
 pub mod config;
+pub mod policy;
 pub mod telemetry;
