@@ -35,6 +35,10 @@ fn kinds() -> [Kind; 3] {
 ///
 /// A limit alone lowers the default request to it; a request alone raises the default
 /// limit to it; a request above its limit is refused.
+///
+/// Known shortcoming: the kubelet counts emptyDir usage (workspace and `/tmp`) against the
+/// Pod's ephemeral-storage limit too, so a limit below workspace plus `/tmp` evicts the Pod
+/// before the workspace is full. Nothing here raises the limit to match yet.
 pub(crate) fn resolve(
     spec: Option<&SandboxResources>,
     config: &Config,
