@@ -6,5 +6,7 @@
 pub mod api;
 pub mod build;
 pub mod config;
+pub mod controller;
+pub mod error;
 pub mod policy;
 pub mod telemetry;

@@ -1,11 +1,16 @@
 //! The `kennel-operator` command: `run` the controller, or print the `crd` YAML.
 
-use std::path::PathBuf;
+use std::{io::Write, net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
 
 use clap::{Parser, Subcommand};
-use kube::CustomResourceExt;
+use kube::{Client, CustomResourceExt};
 
-use kennel::api::AgentSandbox;
+use kennel::{
+    api::AgentSandbox,
+    config::Config,
+    controller::{self, Context},
+    telemetry::{self, EventPublisher, Health, LogFormat, Metrics},
+};
 
 #[derive(Parser)]
 #[command(name = "kennel-operator", version, about = "Kennel: fenced sandboxes for AI agents")]
@@ -19,28 +24,84 @@ enum Command {
     /// Print the CustomResourceDefinitions as YAML.
     Crd,
     /// Run the controller.
-    Run {
-        /// Operator configuration file (YAML); the safe defaults without it.
-        #[arg(long, env = "KENNEL_CONFIG")]
-        config: Option<PathBuf>,
-    },
+    Run(RunArgs),
 }
 
-fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Crd => {
-            let yaml = serde_yaml::to_string(&AgentSandbox::crd());
-            match yaml {
-                Ok(text) => {
-                    use std::io::Write;
-                    let mut out = std::io::stdout().lock();
-                    let _ = write!(out, "{text}");
-                    std::process::ExitCode::SUCCESS
-                }
-                Err(_) => std::process::ExitCode::FAILURE,
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Operator configuration file (YAML); the safe defaults without it.
+    #[arg(long, env = "KENNEL_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address of the metrics and health endpoints.
+    #[arg(long, env = "KENNEL_METRICS_ADDR", default_value = "127.0.0.1:8080")]
+    metrics_addr: SocketAddr,
+    /// Log format.
+    #[arg(long, env = "KENNEL_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Log level (`info`, `debug`, ...); `RUST_LOG` overrides it.
+    #[arg(long, env = "KENNEL_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Crd => print_crds(),
+        Command::Run(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
+            match runtime {
+                Ok(runtime) => runtime.block_on(run(args)),
+                Err(error) => report(&format!("failed to start the async runtime: {error}")),
             }
         }
-        Command::Run { config: _ } => std::process::ExitCode::FAILURE,
     }
+}
+
+fn print_crds() -> ExitCode {
+    match serde_yaml::to_string(&AgentSandbox::crd()) {
+        Ok(text) => match std::io::stdout().lock().write_all(text.as_bytes()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => report(&format!("failed to write the CRD: {error}")),
+        },
+        Err(error) => report(&format!("failed to serialise the CRD: {error}")),
+    }
+}
+
+async fn run(args: RunArgs) -> ExitCode {
+    if let Err(error) = telemetry::logging::init(args.log_format, &args.log_level) {
+        return report(&format!("failed to set up logging: {error}"));
+    }
+    match serve(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = error.as_ref() as &dyn std::error::Error, "operator stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: RunArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let config = Config::load(args.config.as_deref())?;
+    let client = Client::try_default().await?;
+    let metrics = Arc::new(Metrics::new()?);
+    let health = Arc::new(Health::new());
+    let events = EventPublisher::new(client.clone());
+    let ctx = Arc::new(Context::new(client, config, metrics.clone(), events));
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), metrics = %args.metrics_addr, "starting");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server =
+        tokio::spawn(telemetry::serve(args.metrics_addr, metrics, health.clone(), async {
+            let _ = stop_rx.await;
+        }));
+    let result = controller::run(ctx, health).await;
+    let _ = stop_tx.send(());
+    if let Ok(Err(error)) = server.await {
+        tracing::warn!(error = &error as &dyn std::error::Error, "metrics server failed");
+    }
+    Ok(result?)
+}
+
+/// Prints a fatal error before logging exists. The only place that writes to stderr.
+fn report(message: &str) -> ExitCode {
+    let _ = writeln!(std::io::stderr(), "kennel-operator: {message}");
+    ExitCode::FAILURE
 }

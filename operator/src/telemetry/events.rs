@@ -35,9 +35,7 @@ impl EventPublisher {
             controller: CONTROLLER_NAME.to_owned(),
             instance: std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()),
         };
-        Self {
-            recorder: Recorder::new(client, reporter),
-        }
+        Self { recorder: Recorder::new(client, reporter) }
     }
 
     /// Reports a phase change: `Normal`, or `Warning` when the sandbox failed or was
@@ -50,8 +48,7 @@ impl EventPublisher {
         reason: &str,
         message: &str,
     ) {
-        self.publish(sandbox, phase_event(from, to, reason, message))
-            .await;
+        self.publish(sandbox, phase_event(from, to, reason, message)).await;
     }
 
     /// Reports that the sandbox was refused (`Warning`); `reason` is the condition reason.
@@ -63,8 +60,7 @@ impl EventPublisher {
     /// Reports any other problem (`Warning`), e.g. a child object that could not be
     /// applied; `action` names what was being done (`ApplyPod`, `DeletePod`).
     pub async fn warning(&self, sandbox: &AgentSandbox, reason: &str, action: &str, message: &str) {
-        self.publish(sandbox, event(EventType::Warning, reason, action, message))
-            .await;
+        self.publish(sandbox, event(EventType::Warning, reason, action, message)).await;
     }
 
     async fn publish(&self, sandbox: &AgentSandbox, event: Event) {
@@ -105,10 +101,7 @@ fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }
-    let end = (0..=max)
-        .rev()
-        .find(|&i| s.is_char_boundary(i))
-        .unwrap_or(0);
+    let end = (0..=max).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0);
     &s[..end]
 }
 
@@ -139,11 +132,7 @@ mod tests {
         let ev = event(EventType::Warning, "PodRejected", "ApplyPod", &long);
         let note = ev.note.expect("note set");
         assert!(note.len() <= MAX_NOTE_BYTES);
-        assert_eq!(
-            note.len(),
-            MAX_NOTE_BYTES,
-            "two-byte chars fill 1024 bytes exactly"
-        );
+        assert_eq!(note.len(), MAX_NOTE_BYTES, "two-byte chars fill 1024 bytes exactly");
         assert_eq!(truncate("abc", 2), "ab");
         assert_eq!(truncate("aé", 2), "a");
     }

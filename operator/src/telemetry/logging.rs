@@ -53,9 +53,7 @@ pub fn init(format: LogFormat, level: &str) -> Result<(), LoggingError> {
 
 /// The filter from the level flag, overridden by a non-empty `RUST_LOG` value.
 fn filter(level: &str, env: Option<String>) -> Result<EnvFilter, LoggingError> {
-    let directives = env
-        .filter(|v| !v.trim().is_empty())
-        .unwrap_or_else(|| level.to_owned());
+    let directives = env.filter(|v| !v.trim().is_empty()).unwrap_or_else(|| level.to_owned());
     EnvFilter::try_new(&directives)
         .map_err(|source| LoggingError::InvalidFilter { directives, source })
 }
@@ -69,11 +67,7 @@ mod tests {
         let f = filter("debug", None).expect("valid");
         assert_eq!(f.to_string(), "debug");
         let f = filter("warn", Some("  ".into())).expect("valid");
-        assert_eq!(
-            f.to_string(),
-            "warn",
-            "an empty RUST_LOG does not override the flag"
-        );
+        assert_eq!(f.to_string(), "warn", "an empty RUST_LOG does not override the flag");
     }
 
     #[test]

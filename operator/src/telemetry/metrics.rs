@@ -16,20 +16,17 @@ use super::sandbox_gauge::SandboxCollector;
 use crate::api::AgentSandbox;
 
 /// Buckets of the reconcile duration, 1 ms to 10 s: a reconcile is a few API calls.
-const RECONCILE_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+const RECONCILE_BUCKETS: &[f64] =
+    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// Buckets of the time from a sandbox's creation to its Pod being created, scheduled or
 /// running, 50 ms to 120 s: the upper end covers an image pull on a cold node.
-const POD_LIFECYCLE_BUCKETS: &[f64] = &[
-    0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0,
-];
+const POD_LIFECYCLE_BUCKETS: &[f64] =
+    &[0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0];
 
 /// Buckets of the expiry lag, 1 ms to 30 s: the target is well under a second.
-const EXPIRY_LAG_BUCKETS: &[f64] = &[
-    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0,
-];
+const EXPIRY_LAG_BUCKETS: &[f64] =
+    &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0];
 
 /// A metric could not be created, registered or encoded.
 #[derive(Debug, thiserror::Error)]
@@ -72,9 +69,7 @@ impl Metrics {
             "Always 1; the version label says which Kennel build is running",
             &["version"],
         )?;
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         let sandboxes = SandboxCollector::new()?;
         reg.collector("kennel_sandboxes", Box::new(sandboxes.clone()))?;
         Ok(Self {
@@ -207,9 +202,7 @@ struct Registrar<'a>(&'a Registry);
 
 impl Registrar<'_> {
     fn collector(&self, name: &'static str, c: Box<dyn Collector>) -> Result<(), MetricsError> {
-        self.0
-            .register(c)
-            .map_err(|source| MetricsError::Register { name, source })
+        self.0.register(c).map_err(|source| MetricsError::Register { name, source })
     }
 
     fn int_counter(&self, name: &'static str, help: &str) -> Result<IntCounter, MetricsError> {
@@ -287,10 +280,7 @@ pub(in crate::telemetry) mod tests {
         drop(metrics.reconcile_timer());
         let text = metrics.encode().expect("encodes");
         assert_eq!(line_value(&text, "kennel_reconcile_total "), Some(1.0));
-        assert_eq!(
-            line_value(&text, "kennel_reconcile_duration_seconds_count "),
-            Some(1.0)
-        );
+        assert_eq!(line_value(&text, "kennel_reconcile_duration_seconds_count "), Some(1.0));
         let inf = r#"kennel_reconcile_duration_seconds_bucket{le="+Inf"}"#;
         assert_eq!(line_value(&text, inf), Some(1.0));
     }
@@ -301,18 +291,12 @@ pub(in crate::telemetry) mod tests {
         metrics.observe_expiry_lag(-3.0);
         metrics.record_refusal(crate::api::conditions::reason::INVALID_SPEC);
         let text = metrics.encode().expect("encodes");
-        assert_eq!(
-            line_value(&text, "kennel_sandbox_expiry_lag_seconds_sum "),
-            Some(0.0)
-        );
+        assert_eq!(line_value(&text, "kennel_sandbox_expiry_lag_seconds_sum "), Some(0.0));
         let first = r#"kennel_sandbox_expiry_lag_seconds_bucket{le="0.001"}"#;
         assert_eq!(line_value(&text, first), Some(1.0));
         let refusal = r#"kennel_sandbox_refusals_total{reason="InvalidSpec"}"#;
         assert_eq!(line_value(&text, refusal), Some(1.0));
-        let build = format!(
-            r#"kennel_build_info{{version="{}"}}"#,
-            env!("CARGO_PKG_VERSION")
-        );
+        let build = format!(r#"kennel_build_info{{version="{}"}}"#, env!("CARGO_PKG_VERSION"));
         assert_eq!(line_value(&text, &build), Some(1.0));
     }
 }

@@ -38,16 +38,10 @@ pub(super) struct SandboxCollector {
 impl SandboxCollector {
     pub(super) fn new() -> Result<Self, MetricsError> {
         let name = "kennel_sandboxes";
-        let opts = Opts::new(
-            name,
-            "Sandboxes in the operator's cache, by phase and isolation",
-        );
+        let opts = Opts::new(name, "Sandboxes in the operator's cache, by phase and isolation");
         let gauge = IntGaugeVec::new(opts, &["phase", "isolation"])
             .map_err(|source| MetricsError::Register { name, source })?;
-        Ok(Self {
-            store: Arc::default(),
-            gauge,
-        })
+        Ok(Self { store: Arc::default(), gauge })
     }
 
     pub(super) fn set_store(&self, store: Store<AgentSandbox>) {
@@ -58,11 +52,7 @@ impl SandboxCollector {
     fn count(store: &Store<AgentSandbox>) -> [[i64; ISOLATIONS.len()]; PHASES.len()] {
         let mut counts = [[0; ISOLATIONS.len()]; PHASES.len()];
         for sandbox in store.state() {
-            let phase = sandbox
-                .status
-                .as_ref()
-                .and_then(|s| s.phase)
-                .unwrap_or(Phase::Pending);
+            let phase = sandbox.status.as_ref().and_then(|s| s.phase).unwrap_or(Phase::Pending);
             counts[phase_index(phase)][isolation_index(sandbox.spec.isolation)] += 1;
         }
         counts
@@ -83,9 +73,7 @@ impl Collector for SandboxCollector {
         let counts = Self::count(store);
         for (phase, row) in PHASES.iter().zip(counts) {
             for (isolation, n) in ISOLATIONS.iter().zip(row) {
-                self.gauge
-                    .with_label_values(&[phase.as_str(), isolation.as_str()])
-                    .set(n);
+                self.gauge.with_label_values(&[phase.as_str(), isolation.as_str()]).set(n);
             }
         }
         self.gauge.collect()
@@ -129,10 +117,8 @@ mod tests {
                 .expect("minimal spec parses");
         let mut obj = AgentSandbox::new(name, AgentSandboxSpec { isolation, ..spec });
         obj.metadata.namespace = Some("team-a".into());
-        obj.status = phase.map(|phase| AgentSandboxStatus {
-            phase: Some(phase),
-            ..Default::default()
-        });
+        obj.status =
+            phase.map(|phase| AgentSandboxStatus { phase: Some(phase), ..Default::default() });
         obj
     }
 
@@ -151,19 +137,13 @@ mod tests {
         metrics.watch_cache(writer.as_reader());
         let text = metrics.encode().expect("encodes");
         let value = |phase: &str, iso: &str| {
-            line_value(
-                &text,
-                &format!(r#"kennel_sandboxes{{isolation="{iso}",phase="{phase}"}}"#),
-            )
+            line_value(&text, &format!(r#"kennel_sandboxes{{isolation="{iso}",phase="{phase}"}}"#))
         };
         assert_eq!(value("Running", "gvisor"), Some(2.0));
         assert_eq!(value("Pending", "kata"), Some(1.0));
         assert_eq!(value("Rejected", "gvisor"), Some(1.0));
         assert_eq!(value("Expired", "kata"), Some(0.0), "zeros are emitted too");
-        let series = text
-            .lines()
-            .filter(|l| l.starts_with("kennel_sandboxes{"))
-            .count();
+        let series = text.lines().filter(|l| l.starts_with("kennel_sandboxes{")).count();
         assert_eq!(series, PHASES.len() * ISOLATIONS.len());
     }
 
@@ -175,14 +155,8 @@ mod tests {
         writer.apply_watcher_event(&watcher::Event::Apply(obj.clone()));
         metrics.watch_cache(writer.as_reader());
         let running = r#"kennel_sandboxes{isolation="kata",phase="Running"}"#;
-        assert_eq!(
-            line_value(&metrics.encode().expect("encodes"), running),
-            Some(1.0)
-        );
+        assert_eq!(line_value(&metrics.encode().expect("encodes"), running), Some(1.0));
         writer.apply_watcher_event(&watcher::Event::Delete(obj));
-        assert_eq!(
-            line_value(&metrics.encode().expect("encodes"), running),
-            Some(0.0)
-        );
+        assert_eq!(line_value(&metrics.encode().expect("encodes"), running), Some(0.0));
     }
 }

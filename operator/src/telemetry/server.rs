@@ -75,9 +75,8 @@ pub async fn serve(
     health: Arc<Health>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError::Bind { addr, source })?;
+    let listener =
+        TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })?;
     serve_on(listener, metrics, health, shutdown).await
 }
 
@@ -111,15 +110,8 @@ async fn metrics_handler(State(state): State<AppState>) -> Response {
     match state.metrics.encode() {
         Ok(body) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body).into_response(),
         Err(error) => {
-            tracing::warn!(
-                error = &error as &dyn std::error::Error,
-                "Failed to encode metrics"
-            );
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "failed to encode metrics\n",
-            )
-                .into_response()
+            tracing::warn!(error = &error as &dyn std::error::Error, "Failed to encode metrics");
+            (StatusCode::INTERNAL_SERVER_ERROR, "failed to encode metrics\n").into_response()
         }
     }
 }
@@ -128,10 +120,7 @@ async fn ready_handler(State(state): State<AppState>) -> (StatusCode, &'static s
     if state.health.is_ready() {
         (StatusCode::OK, "ready\n")
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "watches not synced or failing\n",
-        )
+        (StatusCode::SERVICE_UNAVAILABLE, "watches not synced or failing\n")
     }
 }
 
@@ -172,10 +161,7 @@ mod tests {
 
         let body = get(addr, "/metrics").await;
         assert!(body.starts_with("HTTP/1.0 200"), "{body}");
-        assert!(
-            body.contains("content-type: text/plain; version=0.0.4"),
-            "{body}"
-        );
+        assert!(body.contains("content-type: text/plain; version=0.0.4"), "{body}");
         assert!(body.contains(r#"kennel_reconcile_errors_total{category="kube_api"} 1"#));
 
         assert!(get(addr, "/healthz").await.starts_with("HTTP/1.0 200"));

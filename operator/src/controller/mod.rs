@@ -1,0 +1,166 @@
+//! The AgentSandbox controller: a named pipeline, one module per step.
+//!
+//! Each reconcile runs, in order:
+//! 1. [`load`]: the sandbox's Pod, whose ownership is decided by UID;
+//! 2. validate: [`crate::policy::validate`] turns the spec into a plan or a `Rejected` status;
+//! 3. [`expiry`]: past `expiresAt`, tear down Pod first, then the rest;
+//! 4. [`apply`]: server-side apply of the NetworkPolicy, then (if missing) the Pod;
+//! 5. [`observe`]: read the agent's state from its Pod;
+//! 6. [`status`]: write the status only when it changed.
+//!
+//! [`reconcile`] holds the body; this module wires the watches and the error policy.
+
+pub mod apply;
+pub mod expiry;
+pub mod load;
+pub mod observe;
+mod reconcile;
+pub mod status;
+
+use std::{collections::HashMap, sync::Arc, sync::Mutex, time::Duration};
+
+use futures::StreamExt;
+use k8s_openapi::api::{core::v1::Pod, networking::v1::NetworkPolicy};
+use kube::{
+    Api, Client, ResourceExt,
+    api::ListParams,
+    runtime::{Controller, controller::Action, watcher},
+};
+
+use crate::{
+    api::AgentSandbox,
+    build::labels,
+    config::Config,
+    error::Error,
+    telemetry::{EventPublisher, Health, Metrics},
+};
+
+/// The one field manager for every server-side apply Kennel makes.
+pub const FIELD_MANAGER: &str = "kennel-operator";
+
+/// What every reconcile shares.
+pub struct Context {
+    /// The API client.
+    pub client: Client,
+    /// The operator's configuration.
+    pub config: Config,
+    /// Metrics, registered once.
+    pub metrics: Arc<Metrics>,
+    /// Where Events are published.
+    pub events: EventPublisher,
+    /// Consecutive failures per sandbox, for the growing retry delay.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    /// A context for the controller.
+    pub fn new(
+        client: Client,
+        config: Config,
+        metrics: Arc<Metrics>,
+        events: EventPublisher,
+    ) -> Self {
+        Self { client, config, metrics, events, failures: Mutex::new(HashMap::new()) }
+    }
+
+    fn failure_count(&self, key: &str, record: bool) -> u32 {
+        let Ok(mut failures) = self.failures.lock() else {
+            return 0;
+        };
+        if record {
+            let count = failures.entry(key.to_owned()).or_insert(0);
+            *count = count.saturating_add(1);
+            *count
+        } else {
+            failures.remove(key);
+            0
+        }
+    }
+}
+
+/// Why the controller could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The CRD is missing or the API server is unreachable.
+    #[error(
+        "failed to list AgentSandboxes: {0}; is the CRD installed (kubectl apply -f crds/) \
+         and the API server reachable?"
+    )]
+    CrdUnavailable(#[source] kube::Error),
+}
+
+/// Runs the controller until a shutdown signal arrives.
+pub async fn run(ctx: Arc<Context>, health: Arc<Health>) -> Result<(), StartError> {
+    let client = ctx.client.clone();
+    let sandboxes: Api<AgentSandbox> = Api::all(client.clone());
+    sandboxes.list(&ListParams::default().limit(1)).await.map_err(StartError::CrdUnavailable)?;
+
+    let selector = format!("{}={}", labels::MANAGED_BY, labels::MANAGER);
+    let children = watcher::Config::default().labels(&selector);
+    let controller = Controller::new(sandboxes, watcher::Config::default())
+        .owns(Api::<Pod>::all(client.clone()), children.clone())
+        .owns(Api::<NetworkPolicy>::all(client), children)
+        .shutdown_on_signal();
+    let store = controller.store();
+    ctx.metrics.watch_cache(store.clone());
+    let ready = health.clone();
+    tokio::spawn(async move {
+        if store.wait_until_ready().await.is_ok() {
+            ready.set_ready(true);
+            tracing::info!("watch caches synced, ready");
+        }
+    });
+    controller
+        .run(reconcile::reconcile, error_policy, ctx)
+        .for_each(|result| {
+            let health = health.clone();
+            async move {
+                match result {
+                    Ok((object, _)) => tracing::trace!(sandbox = %object, "reconciled"),
+                    Err(kube::runtime::controller::Error::QueueError(error)) => {
+                        health.set_ready(false);
+                        tracing::warn!(error = %error, "watch failed; will retry");
+                    }
+                    Err(error) => tracing::debug!(error = %error, "reconcile ended in error"),
+                }
+            }
+        })
+        .await;
+    tracing::info!("controller stopped");
+    Ok(())
+}
+
+/// Retries a failed reconcile with a delay that doubles per consecutive failure of the
+/// same sandbox, from half a second up to five minutes.
+fn error_policy(sandbox: Arc<AgentSandbox>, error: &Error, ctx: Arc<Context>) -> Action {
+    let key = format!("{}/{}", sandbox.namespace().unwrap_or_default(), sandbox.name_any());
+    let failures = ctx.failure_count(&key, true);
+    ctx.metrics.record_error(error.category());
+    let delay = retry_delay(failures);
+    tracing::warn!(
+        error = error as &dyn std::error::Error,
+        category = error.category(),
+        failures,
+        retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+        "reconcile failed"
+    );
+    Action::requeue(delay)
+}
+
+fn retry_delay(failures: u32) -> Duration {
+    let exponent = failures.saturating_sub(1).min(10);
+    (Duration::from_millis(500) * 2u32.pow(exponent)).min(Duration::from_secs(300))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delay_doubles_and_is_capped_at_five_minutes() {
+        assert_eq!(retry_delay(1), Duration::from_millis(500));
+        assert_eq!(retry_delay(2), Duration::from_secs(1));
+        assert_eq!(retry_delay(4), Duration::from_secs(4));
+        assert_eq!(retry_delay(30), Duration::from_secs(300));
+    }
+}
