@@ -8,7 +8,7 @@ use kube::{Client, CustomResourceExt};
 use kennel::{
     api::AgentSandbox,
     config::Config,
-    controller::{self, Context},
+    controller::{self, Context, Scope},
     telemetry::{self, EventPublisher, Health, LogFormat, Metrics},
 };
 
@@ -35,6 +35,9 @@ struct RunArgs {
     /// Address of the metrics and health endpoints.
     #[arg(long, env = "KENNEL_METRICS_ADDR", default_value = "127.0.0.1:8080")]
     metrics_addr: SocketAddr,
+    /// Watch only this namespace instead of the whole cluster.
+    #[arg(long, env = "KENNEL_NAMESPACE")]
+    namespace: Option<String>,
     /// Log format.
     #[arg(long, env = "KENNEL_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -92,7 +95,8 @@ async fn serve(args: RunArgs) -> Result<(), Box<dyn std::error::Error + Send + S
         tokio::spawn(telemetry::serve(args.metrics_addr, metrics, health.clone(), async {
             let _ = stop_rx.await;
         }));
-    let result = controller::run(ctx, health).await;
+    let scope = args.namespace.map_or(Scope::Cluster, Scope::Namespace);
+    let result = controller::run(ctx, health, scope).await;
     let _ = stop_tx.send(());
     if let Ok(Err(error)) = server.await {
         tracing::warn!(error = &error as &dyn std::error::Error, "metrics server failed");

@@ -32,7 +32,7 @@ const IMMUTABLE_SPEC: &str = "self.image == oldSelf.image \
     doc = "A disposable, fenced Pod for one AI coding agent. See spec for what it may do.",
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Isolation","type":"string","jsonPath":".spec.isolation"}"#,
-    printcolumn = r#"{"name":"Expires","type":"date","jsonPath":".status.expiresAt"}"#,
+    printcolumn = r#"{"name":"Expires","type":"string","jsonPath":".status.expiresAt"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[x_kube(validation = Rule::new(IMMUTABLE_SPEC).message(

@@ -89,17 +89,40 @@ pub enum StartError {
     CrdUnavailable(#[source] kube::Error),
 }
 
+/// Which namespaces the controller watches.
+#[derive(Clone, Debug, Default)]
+pub enum Scope {
+    /// Every namespace (the normal, cluster-wide install).
+    #[default]
+    Cluster,
+    /// One namespace only: for tests and for installs that must not see other tenants.
+    Namespace(String),
+}
+
+impl Scope {
+    fn api<K>(&self, client: &Client) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match self {
+            Scope::Cluster => Api::all(client.clone()),
+            Scope::Namespace(ns) => Api::namespaced(client.clone(), ns),
+        }
+    }
+}
+
 /// Runs the controller until a shutdown signal arrives.
-pub async fn run(ctx: Arc<Context>, health: Arc<Health>) -> Result<(), StartError> {
+pub async fn run(ctx: Arc<Context>, health: Arc<Health>, scope: Scope) -> Result<(), StartError> {
     let client = ctx.client.clone();
-    let sandboxes: Api<AgentSandbox> = Api::all(client.clone());
+    let sandboxes: Api<AgentSandbox> = scope.api(&client);
     sandboxes.list(&ListParams::default().limit(1)).await.map_err(StartError::CrdUnavailable)?;
 
     let selector = format!("{}={}", labels::MANAGED_BY, labels::MANAGER);
     let children = watcher::Config::default().labels(&selector);
     let controller = Controller::new(sandboxes, watcher::Config::default())
-        .owns(Api::<Pod>::all(client.clone()), children.clone())
-        .owns(Api::<NetworkPolicy>::all(client), children)
+        .owns(scope.api::<Pod>(&client), children.clone())
+        .owns(scope.api::<NetworkPolicy>(&client), children)
         .shutdown_on_signal();
     let store = controller.store();
     ctx.metrics.watch_cache(store.clone());

@@ -126,15 +126,19 @@ fn pending(
 
 /// How the runtime holds read-only inputs, from the kubelet's report per mount.
 fn read_only_mode(pod: &Pod) -> Option<&'static str> {
-    let mounts = pod
+    let agent = pod
         .status
         .as_ref()?
         .container_statuses
         .as_ref()?
         .iter()
-        .find(|c| c.name == AGENT_CONTAINER)?
-        .volume_mounts
-        .as_ref()?;
+        .find(|c| c.name == AGENT_CONTAINER)?;
+    // Until the container has started, the kubelet has not learnt what the runtime did.
+    let state = agent.state.as_ref()?;
+    if state.running.is_none() && state.terminated.is_none() {
+        return None;
+    }
+    let mounts = agent.volume_mounts.as_ref()?;
     let modes: Vec<&str> = mounts.iter().filter_map(|m| m.recursive_read_only.as_deref()).collect();
     if modes.is_empty() {
         None
@@ -234,6 +238,7 @@ status:
     restartCount: 0
     image: x
     imageID: x
+    state: {running: {startedAt: 2026-01-01T00:00:00Z}}
     volumeMounts:
     - {name: inputs, mountPath: /inputs, readOnly: true, recursiveReadOnly: Disabled}
     - {name: workspace, mountPath: /workspace}
