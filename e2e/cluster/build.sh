@@ -90,6 +90,13 @@ build_crictl() {
   build_tool cri-tools "$v" "" sigs.k8s.io/cri-tools/cmd/crictl
 }
 
+# Helm is not part of the cluster: it is built only on request (`build.sh helm`), by
+# `make deploy` and the chart tests.
+build_helm() {
+  local v; v="$(pinned_version helm helm.sh/helm/v4)"
+  build_tool helm "$v" "-X helm.sh/helm/v4/internal/version.version=$v" helm.sh/helm/v4/cmd/helm
+}
+
 main() {
   mkdir -p "$CLUSTER_DIR/logs" "$CACHE_BIN"
   command -v go >/dev/null || die "go is not installed (the machine's Go 1.26 is needed)"
@@ -103,6 +110,7 @@ main() {
       coredns) build_coredns ;;
       kube-router) build_kube_router ;;
       cri-tools) build_crictl ;;
+      helm) build_helm ;;
       *) die "unknown tool: $t" ;;
     esac
   done
