@@ -125,6 +125,7 @@ main() {
   remove_new_empty_nft_tables
   sweep_ipsets
   ip link delete "$BRIDGE" 2>/dev/null || true
+  "$HERE/test-hosts.sh" down
   remove_cgroups
   find /var/log/containers -maxdepth 1 -lname "$STATE_DIR/*" -delete 2>/dev/null || true
   rm -rf "$STATE_DIR" "$RUN_DIR" "$CLUSTER_DIR/kubeconfig" "$CLUSTER_DIR/env"

@@ -131,3 +131,4 @@ main() {
 }
 
 main "$@"
+"$HERE/test-hosts.sh" up   # addresses the e2e tests serve on (outside every cluster range)
