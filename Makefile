@@ -9,6 +9,10 @@ export KUBECONFIG := $(CURDIR)/$(CLUSTER_DIR)/kubeconfig
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
+.PHONY: demo
+demo: ## The main job: local cluster, operator, and a sandboxed agent that tries to do harm
+	e2e/demo/demo.sh
+
 .PHONY: cluster-up
 cluster-up: ## Start the local single-node cluster (idempotent)
 	e2e/cluster/up.sh
