@@ -8,5 +8,6 @@ pub mod build;
 pub mod config;
 pub mod controller;
 pub mod error;
+pub mod leader;
 pub mod policy;
 pub mod telemetry;

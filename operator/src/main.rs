@@ -9,6 +9,7 @@ use kennel::{
     api::AgentSandbox,
     config::Config,
     controller::{self, Context, Scope},
+    leader,
     telemetry::{self, EventPublisher, Health, LogFormat, Metrics},
 };
 
@@ -24,7 +25,7 @@ enum Command {
     /// Print the CustomResourceDefinitions as YAML.
     Crd,
     /// Run the controller.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
 }
 
 #[derive(clap::Args)]
@@ -44,6 +45,8 @@ struct RunArgs {
     /// Log level (`info`, `debug`, ...); `RUST_LOG` overrides it.
     #[arg(long, env = "KENNEL_LOG_LEVEL", default_value = "info")]
     log_level: String,
+    #[command(flatten)]
+    leader: leader::Settings,
 }
 
 fn main() -> ExitCode {
@@ -52,7 +55,7 @@ fn main() -> ExitCode {
         Command::Run(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
             match runtime {
-                Ok(runtime) => runtime.block_on(run(args)),
+                Ok(runtime) => runtime.block_on(run(*args)),
                 Err(error) => report(&format!("failed to start the async runtime: {error}")),
             }
         }
@@ -88,6 +91,7 @@ async fn serve(args: RunArgs) -> Result<(), Box<dyn std::error::Error + Send + S
     let metrics = Arc::new(Metrics::new()?);
     let health = Arc::new(Health::new());
     let events = EventPublisher::new(client.clone());
+    let lease_client = client.clone();
     let ctx = Arc::new(Context::new(client, config, metrics.clone(), events));
     tracing::info!(version = env!("CARGO_PKG_VERSION"), metrics = %args.metrics_addr, "starting");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -96,12 +100,20 @@ async fn serve(args: RunArgs) -> Result<(), Box<dyn std::error::Error + Send + S
             let _ = stop_rx.await;
         }));
     let scope = args.namespace.map_or(Scope::Cluster, Scope::Namespace);
-    let result = controller::run(ctx, health, scope).await;
+    let run = controller::run(ctx, health.clone(), scope);
+    let result: Result<(), Box<dyn std::error::Error + Send + Sync>> = if args.leader.enabled {
+        match leader::lead(lease_client, &args.leader, &health, run).await {
+            Ok(output) => output.unwrap_or(Ok(())).map_err(Into::into),
+            Err(error) => Err(error.into()),
+        }
+    } else {
+        run.await.map_err(Into::into)
+    };
     let _ = stop_tx.send(());
     if let Ok(Err(error)) = server.await {
         tracing::warn!(error = &error as &dyn std::error::Error, "metrics server failed");
     }
-    Ok(result?)
+    result
 }
 
 /// Prints a fatal error before logging exists. The only place that writes to stderr.
