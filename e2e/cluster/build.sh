@@ -53,25 +53,35 @@ build_kubernetes() {
   build_tool kubernetes "$v" "$ld" "${pkgs[@]}"
 }
 
-# overlay_patch TOOL MODULE FILE SEDFILE: writes a patched copy of FILE (relative to the
-# module's root) and prints the path of a `go build -overlay` file that swaps it in.
-overlay_patch() {
-  local tool="$1" module="$2" file="$3" sedfile="$4" dir work
-  dir="$(cd "$TOOLS_DIR/$tool" && go mod download -json "$module" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')"
-  [[ -f "$dir/$file" ]] || die "$module has no $file to patch"
-  work="$CLUSTER_DIR/overlay/$tool" && mkdir -p "$work"
-  sed -f "$sedfile" "$dir/$file" >"$work/$(basename "$file")"
-  cmp -s "$dir/$file" "$work/$(basename "$file")" && die "$sedfile no longer changes $file"
-  printf '{"Replace":{"%s":"%s"}}\n' "$dir/$file" "$work/$(basename "$file")" >"$work/overlay.json"
-  echo "$work/overlay.json"
+# patched_modfile TOOL MODULE FILE SEDFILE: copies MODULE out of the module cache (which
+# must stay pristine, and which `go build -overlay` may not touch), applies SEDFILE to
+# FILE in the copy, and prints the path of a go.mod that replaces MODULE with the copy,
+# for `go build -modfile`.
+patched_modfile() {
+  local tool="$1" module="$2" file="$3" sedfile="$4" src work
+  src="$(cd "$TOOLS_DIR/$tool" && go mod download -json "$module" \
+    | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')"
+  [[ -f "$src/$file" ]] || die "$module has no $file to patch"
+  work="$CLUSTER_DIR/patched/$tool"
+  rm -rf "$work" && mkdir -p "$work" && cp -r "$src" "$work/module" && chmod -R u+w "$work/module"
+  sed -f "$sedfile" "$src/$file" >"$work/module/$file"
+  cmp -s "$src/$file" "$work/module/$file" && die "$sedfile no longer changes $module/$file"
+  cp "$TOOLS_DIR/$tool/go.sum" "$work/go.sum"
+  { cat "$TOOLS_DIR/$tool/go.mod"; echo; echo "replace $module => $work/module"; } >"$work/go.mod"
+  echo "$work/go.mod"
 }
 
 build_gvisor() {
-  local v overlay; v="$(pinned_version gvisor gvisor.dev/gvisor)"
-  overlay="$(overlay_patch gvisor gvisor.dev/gvisor pkg/shim/v1/manager.go \
+  local v modfile; v="$(pinned_version gvisor gvisor.dev/gvisor)"
+  if [[ -f "$(tool_cache_dir gvisor "$v")/.complete" ]]; then
+    log "gvisor $v: cached in $(tool_cache_dir gvisor "$v")"
+    return
+  fi
+  modfile="$(patched_modfile gvisor gvisor.dev/gvisor pkg/shim/v1/manager.go \
     "$TOOLS_DIR/gvisor/shim-oom-score.sed")"
-  GOFLAGS="$GOFLAGS -overlay=$overlay" build_tool gvisor "$v" "" gvisor.dev/gvisor/runsc \
+  GOFLAGS="$GOFLAGS -modfile=$modfile" build_tool gvisor "$v" "" gvisor.dev/gvisor/runsc \
     "gvisor.dev/gvisor/shim=containerd-shim-runsc-v1"
+  rm -rf "$(dirname "$modfile")"
 }
 
 build_coredns() {

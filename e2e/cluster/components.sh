@@ -108,9 +108,28 @@ start_control_plane() {
     --bind-address=127.0.0.1 --leader-elect=false --v=1
 }
 
+# Debian's containerd 1.6 reads a shim's `start` output as a bare socket address, while
+# gVisor's current shim prints containerd 2's JSON bootstrap parameters (for task API v2,
+# which 1.6 speaks). This wrapper hands 1.6 the address from that JSON and passes every
+# other shim command through untouched.
+write_runsc_shim_wrapper() {
+  mkdir -p "$RUN_DIR/bin"
+  cat >"$RUN_DIR/bin/containerd-shim-runsc-v1" <<WRAPPER
+#!/bin/sh
+real="$(gvisor_dir)/containerd-shim-runsc-v1"
+for last; do :; done
+[ "\$last" = start ] || exec "\$real" "\$@"
+out="\$("\$real" "\$@")" || exit \$?
+address="\$(printf '%s' "\$out" | sed -n 's/.*"address":"\\([^"]*\\)".*/\\1/p')"
+printf '%s' "\${address:-\$out}"
+WRAPPER
+  chmod +x "$RUN_DIR/bin/containerd-shim-runsc-v1"
+}
+
 start_containerd() {
+  write_runsc_shim_wrapper
   # containerd finds containerd-shim-runsc-v1 through PATH.
-  COMPONENT_PATH="$(gvisor_dir)" start_component containerd containerd \
+  COMPONENT_PATH="$RUN_DIR/bin" start_component containerd containerd \
     --config "$CONFIG_DIR/containerd.toml"
   wait_until containerd 30 ctr --address "$CONTAINERD_SOCK" version
 }

@@ -46,7 +46,9 @@ kill_pod_processes() {
 remove_mounts() {
   local netns="$1" m n
   for n in $netns; do
-    ip netns delete "$n" 2>/dev/null || { umount -l "/run/netns/$n" 2>/dev/null; rm -f "/run/netns/$n"; }
+    [[ -e "/run/netns/$n" ]] || continue
+    ip netns delete "$n" 2>/dev/null || umount -l "/run/netns/$n" 2>/dev/null || true
+    rm -f "/run/netns/$n"
   done
   # Deepest first, so nested mounts come off before their parents.
   for m in $(findmnt -rn -o TARGET | grep -E "^($STATE_DIR|$RUN_DIR)(/|$)" | sort -r); do
@@ -83,7 +85,7 @@ remove_new_empty_nft_tables() {
       | grep -c '# handle' | awk '{print $1}')"
     # Every table and chain line carries a handle too; rules are the rest.
     local chains; chains="$(nft list table "$family" "$table" 2>/dev/null | grep -cE '^\s*(table|chain) ')"
-    [[ "$rules" -le "$chains" ]] && nft delete table "$family" "$table"
+    if [[ "$rules" -le "$chains" ]]; then nft delete table "$family" "$table" || true; fi
   done < <(nft list tables 2>/dev/null)
 }
 
@@ -121,7 +123,9 @@ main() {
   sweep_iptables iptables-save iptables-restore
   sweep_iptables ip6tables-save ip6tables-restore
   # Only when legacy tables exist: merely listing them would create them.
-  [[ -s /proc/net/ip_tables_names ]] && sweep_iptables iptables-legacy-save iptables-legacy-restore
+  if [[ -s /proc/net/ip_tables_names ]]; then
+    sweep_iptables iptables-legacy-save iptables-legacy-restore
+  fi
   remove_new_empty_nft_tables
   sweep_ipsets
   ip link delete "$BRIDGE" 2>/dev/null || true

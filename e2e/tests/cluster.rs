@@ -2,20 +2,27 @@
 //! handlers and NetworkPolicy enforcement. Each test owns a namespace and proves one
 //! behaviour the operator's own tests rely on. Run with `make test-cluster`.
 
-use std::time::Duration;
+use std::{
+    io::Write,
+    net::TcpListener as StdTcpListener,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::{
     core::v1::{Node, Service},
     networking::v1::NetworkPolicy,
 };
-use kube::{Api, Client, api::PostParams};
 use kennel_e2e::{
     ClusterEnv, TestNamespace, client,
     kubectl::{exec, kubectl_ok, sh},
     pods::{create_running, shell_container, shell_pod},
 };
-use tokio::{io::AsyncWriteExt, net::TcpListener};
+use kube::{Api, Client, api::PostParams};
 
 // Busybox 1.35's `wget -T` crashes (SIGSEGV); tests bound wget with `timeout` instead.
 const SLEEP: &str = "trap 'exit 0' TERM; while :; do sleep 1; done";
@@ -54,12 +61,27 @@ async fn cluster_dns_resolves_kubernetes_default_from_a_pod() -> Result<()> {
     let pod = shell_pod("dns-client", &env.busybox_image, None, SLEEP);
     create_running(&client, &ns.name, &pod).await?;
 
-    let answer = sh(&env, &ns.name, "dns-client", "nslookup kubernetes.default")?;
+    // The pod's own resolver (search path from the kubelet's resolv.conf) turns the short
+    // name into the Service's address; busybox wget names the address it connects to.
+    let api_ip = &env.api_server_service_ip;
+    let connect = sh(
+        &env,
+        &ns.name,
+        "dns-client",
+        "timeout 5 wget -O /dev/null http://kubernetes.default:443/ 2>&1; true",
+    )?;
     assert!(
-        answer.contains(&env.api_server_service_ip),
-        "kubernetes.default did not resolve to {}: {answer}",
-        env.api_server_service_ip
+        connect.contains(&format!("({api_ip}:443)")),
+        "kubernetes.default did not resolve to {api_ip}: {connect}"
     );
+    // CoreDNS itself answers for the fully qualified name.
+    let answer = sh(
+        &env,
+        &ns.name,
+        "dns-client",
+        &format!("nslookup kubernetes.default.svc.cluster.local {}", env.dns_service_ip),
+    )?;
+    assert!(answer.contains(api_ip.as_str()), "CoreDNS answered: {answer}");
     Ok(())
 }
 
@@ -126,7 +148,8 @@ async fn a_runc_pod_shares_the_hosts_kernel() -> Result<()> {
 async fn a_two_container_gvisor_pod_shares_its_volume_and_supports_logs_and_exec() -> Result<()> {
     let (env, client, ns) = setup("gvisor-pair").await?;
     let writer = format!("echo written-by-writer > /shared/note; echo writer-started; {SLEEP}");
-    let reader = format!("until [ -f /shared/note ]; do sleep 0.2; done; cat /shared/note; {SLEEP}");
+    let reader =
+        format!("until [ -f /shared/note ]; do sleep 0.2; done; cat /shared/note; {SLEEP}");
     let mut pod = shell_pod("pair", &env.busybox_image, Some("gvisor"), &writer);
     let spec = pod.spec.as_mut().context("pod spec")?;
     spec.containers[0].name = "writer".into();
@@ -150,7 +173,8 @@ async fn a_two_container_gvisor_pod_shares_its_volume_and_supports_logs_and_exec
     let writer_log = kubectl_ok(&env, &["logs", "-n", &ns.name, "pair", "-c", "writer"])?;
     assert!(writer_log.contains("writer-started"), "writer log: {writer_log}");
 
-    let out = exec(&env, &ns.name, "pair", Some("reader"), &["sh", "-c", "echo back > /shared/reply"])?;
+    let out =
+        exec(&env, &ns.name, "pair", Some("reader"), &["sh", "-c", "echo back > /shared/reply"])?;
     assert!(out.success(), "exec into reader failed: {}", out.stderr);
     let reply = exec(&env, &ns.name, "pair", Some("writer"), &["cat", "/shared/reply"])?;
     assert_eq!(reply.stdout.trim(), "back", "exec into writer: {}", reply.stderr);
@@ -158,17 +182,25 @@ async fn a_two_container_gvisor_pod_shares_its_volume_and_supports_logs_and_exec
 }
 
 #[tokio::test]
-async fn a_default_deny_egress_policy_blocks_a_connection_that_worked_before() -> Result<()> {
-    let (env, client, ns) = setup("netpol").await?;
+async fn a_default_deny_egress_policy_blocks_a_gvisor_pods_connection_that_worked_before()
+-> Result<()> {
+    default_deny_egress_blocks_a_working_connection("gvisor").await
+}
+
+#[tokio::test]
+async fn a_default_deny_egress_policy_blocks_a_runc_pods_connection_that_worked_before()
+-> Result<()> {
+    default_deny_egress_blocks_a_working_connection("runc").await
+}
+
+/// A pod under `runtime` reaches a server on the node; once a default-deny egress policy
+/// selects it, the same connection fails.
+async fn default_deny_egress_blocks_a_working_connection(runtime: &str) -> Result<()> {
+    let (env, client, ns) = setup(&format!("netpol-{runtime}")).await?;
     // A server on the node's bridge address, which pods reach without any policy.
-    let listener = TcpListener::bind((env.node_ip.as_str(), 0)).await?;
-    let port = listener.local_addr()?.port();
-    let server = tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            let _ = conn.write_all(b"reached-node-server\n").await;
-        }
-    });
-    let pod = shell_pod("agent", &env.busybox_image, Some("gvisor"), SLEEP);
+    let server = NodeServer::start(&env.node_ip)?;
+    let port = server.port;
+    let pod = shell_pod("agent", &env.busybox_image, Some(runtime), SLEEP);
     create_running(&client, &ns.name, &pod).await?;
     let probe = format!("nc -w 2 {} {port} </dev/null", env.node_ip);
 
@@ -188,9 +220,43 @@ async fn a_default_deny_egress_policy_blocks_a_connection_that_worked_before() -
         if out.stdout.contains("reached-node-server") { bail!("still connected") } else { Ok(()) }
     })
     .await;
-    server.abort();
+    drop(server);
     blocked.context("the default-deny egress policy never blocked the connection")?;
     Ok(())
+}
+
+/// A TCP server on the node network that greets each connection with one line. It runs
+/// on its own thread because the tests block on kubectl, and stops when dropped.
+struct NodeServer {
+    port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl NodeServer {
+    fn start(ip: &str) -> Result<Self> {
+        let listener = StdTcpListener::bind((ip, 0)).with_context(|| format!("bind {ip}"))?;
+        listener.set_nonblocking(true)?;
+        let port = listener.local_addr()?.port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut conn, _)) => {
+                        let _ = conn.write_all(b"reached-node-server\n");
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        Ok(Self { port, stop })
+    }
+}
+
+impl Drop for NodeServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Runs `f` up to `attempts` times, a second apart, until it succeeds.
