@@ -25,6 +25,10 @@ cluster-down: ## Stop the local cluster and remove everything it created
 test-cluster: cluster-up ## End-to-end tests of the local cluster itself
 	cargo test -p kennel-e2e --test cluster -- --test-threads=2
 
+.PHONY: deploy
+deploy: cluster-up ## Build the operator image, import it, helm upgrade --install charts/kennel
+	charts/deploy-local.sh $(DEPLOY_ARGS)
+
 .PHONY: test
 test: ## Everything: unit tests, then the cluster, e2e tests, and tear-down
 	e2e/run-all-tests.sh

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# `make deploy`: builds the operator image, imports it into the local cluster and runs
+# `helm upgrade --install kennel charts/kennel` into kennel-system, with the cluster's
+# DNS and address ranges from e2e/.cluster/env. Extra arguments go to Helm, e.g.
+#   charts/deploy-local.sh --set replicaCount=2 --set watchNamespace=my-team
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source e2e/cluster/lib.sh
+
+RELEASE="${KENNEL_RELEASE:-kennel}"
+NAMESPACE="${KENNEL_NAMESPACE:-kennel-system}"
+[[ -f "$CLUSTER_DIR/env" ]] || die "the local cluster is not up (make cluster-up)"
+source "$CLUSTER_DIR/env"
+export KUBECONFIG
+helm=(e2e/tools/helm/helm.sh)
+
+image="$(e2e/images/operator.sh)"
+log "deploy: image $image"
+
+# A CRD applied earlier with kubectl (the e2e tests do) becomes the release's: Helm
+# adopts an existing object only when it carries the release's ownership metadata.
+for crd in charts/kennel/templates/crds/*.yaml; do
+  name="$(awk '/^  name: /{print $2; exit}' "$crd")"
+  if "$KUBECTL" get crd "$name" >/dev/null 2>&1; then
+    "$KUBECTL" label --overwrite crd "$name" app.kubernetes.io/managed-by=Helm >/dev/null
+    "$KUBECTL" annotate --overwrite crd "$name" "meta.helm.sh/release-name=$RELEASE" \
+      "meta.helm.sh/release-namespace=$NAMESPACE" >/dev/null
+  fi
+done
+
+"${helm[@]}" upgrade --install "$RELEASE" charts/kennel \
+  --namespace "$NAMESPACE" --create-namespace \
+  --set image.repository="${image%:*}" --set image.tag="${image##*:}" \
+  --set image.pullPolicy=Never \
+  --set "config.dns.podLabels.${DNS_POD_LABEL%%=*}=${DNS_POD_LABEL#*=}" \
+  --set config.dns.port="$DNS_POD_PORT" \
+  --set "config.cluster.podCidrs[0]=$POD_CIDR" \
+  --set "config.cluster.serviceCidrs[0]=$SERVICE_CIDR" \
+  --set "config.cluster.apiServerCidrs[0]=${API_SERVER_ENDPOINT%:*}/32" \
+  --set logFormat=text \
+  "$@"
+deployment="$RELEASE"; [[ "$RELEASE" == *kennel* ]] || deployment="$RELEASE-kennel"
+"$KUBECTL" -n "$NAMESPACE" rollout status "deployment/$deployment" --timeout=180s
+log "deploy: $RELEASE is Ready in $NAMESPACE; try: $KUBECTL apply -f examples/sandbox.yaml"
