@@ -4,7 +4,10 @@ use std::{collections::BTreeMap, path::Path, time::Duration};
 
 use serde::Deserialize;
 
-use crate::api::Isolation;
+use crate::api::{
+    Isolation, PolicyRules,
+    policy::{EgressRules, IsolationRules, LifetimeRules, MountRules, MountSourceRule},
+};
 
 /// Everything the platform team can set for the operator as a whole. Every field has a
 /// safe default, so an empty file (or none) gives a working, locked-down operator.
@@ -40,6 +43,10 @@ pub struct Config {
     pub always_denied_cidrs: Vec<String>,
     /// Let allowlists open the cluster's pod, service and API server ranges.
     pub allow_cluster_egress: bool,
+    /// The tenant policy of namespaces no SandboxPolicy selects, and the value of every
+    /// field a SandboxPolicy leaves out. Safe by default: gVisor only, at most one hour,
+    /// no writable inputs, no Secrets.
+    pub default_policy: PolicyRules,
 }
 
 /// Resource amounts in Kubernetes notation.
@@ -110,7 +117,35 @@ impl Default for Config {
             cluster: ClusterRanges::default(),
             always_denied_cidrs: vec!["169.254.0.0/16".to_owned(), "fe80::/10".to_owned()],
             allow_cluster_egress: false,
+            default_policy: builtin_default_policy(),
         }
+    }
+}
+
+/// The built-in tenant policy: gVisor only, a one-hour maximum lifetime, any image,
+/// egress to any range the operator does not deny, ConfigMaps and claims read-only, no
+/// Secrets, nothing writable, no quota.
+pub fn builtin_default_policy() -> PolicyRules {
+    let any = MountSourceRule { allowed: true, ..MountSourceRule::default() };
+    PolicyRules {
+        isolation: Some(IsolationRules {
+            allowed: Some(vec![Isolation::Gvisor]),
+            default: Some(Isolation::Gvisor),
+        }),
+        lifetime: Some(LifetimeRules { default_ttl: None, max_ttl: Some("1h".to_owned()) }),
+        quota: None,
+        images: None,
+        egress: Some(EgressRules {
+            allowed_cidrs: Some(vec!["0.0.0.0/0".to_owned(), "::/0".to_owned()]),
+            denied_cidrs: Some(Vec::new()),
+        }),
+        mounts: Some(MountRules {
+            config_maps: Some(any.clone()),
+            secrets: Some(MountSourceRule::default()),
+            persistent_volume_claims: Some(any),
+            allow_writable: Some(false),
+        }),
+        blocked_mount_paths: Some(Vec::new()),
     }
 }
 
@@ -181,6 +216,8 @@ impl Config {
     fn check(&self) -> Result<(), ConfigError> {
         parse_ttl(&self.default_ttl)
             .map_err(|e| ConfigError::Invalid(format!("defaultTtl: {e}")))?;
+        crate::policy::tenant::resolve(None, self)
+            .map_err(|e| ConfigError::Invalid(format!("defaultPolicy: {e}")))?;
         if self.run_as_user <= 0 {
             return Err(ConfigError::Invalid("runAsUser must be a non-root id (> 0)".into()));
         }

@@ -3,10 +3,9 @@
 use std::{io::Write, net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
 
 use clap::{Parser, Subcommand};
-use kube::{Client, CustomResourceExt};
+use kube::Client;
 
 use kennel::{
-    api::AgentSandbox,
     config::Config,
     controller::{self, Context, Scope},
     leader,
@@ -62,13 +61,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints every CRD, separated by `---`; each part is its committed file under `crds/`.
 fn print_crds() -> ExitCode {
-    match serde_yaml::to_string(&AgentSandbox::crd()) {
-        Ok(text) => match std::io::stdout().lock().write_all(text.as_bytes()) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => report(&format!("failed to write the CRD: {error}")),
-        },
-        Err(error) => report(&format!("failed to serialise the CRD: {error}")),
+    let mut parts = Vec::new();
+    for (_, crd) in kennel::api::crds() {
+        match serde_yaml::to_string(&crd) {
+            Ok(text) => parts.push(text),
+            Err(error) => return report(&format!("failed to serialise the CRD: {error}")),
+        }
+    }
+    match std::io::stdout().lock().write_all(parts.join("---\n").as_bytes()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => report(&format!("failed to write the CRDs: {error}")),
     }
 }
 

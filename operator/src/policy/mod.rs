@@ -8,10 +8,14 @@ pub mod plan;
 pub mod quantity;
 mod resources;
 pub mod storage;
+pub mod tenant;
+pub mod tenant_env;
 pub mod validate;
 
 #[cfg(test)]
 pub(crate) mod testing;
+#[cfg(test)]
+mod tenant_tests;
 #[cfg(test)]
 mod validate_tests;
 

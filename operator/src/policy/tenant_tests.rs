@@ -1,0 +1,232 @@
+//! Tenant policy tests: which policy governs a namespace, how its rules resolve, and each
+//! rule refusing a sandbox with an error naming the field.
+// Test-only code: a fixture that does not parse fails the test loudly.
+#![allow(clippy::panic)]
+
+use std::collections::BTreeMap;
+
+use crate::{
+    api::{Isolation, SandboxPolicy},
+    policy::{
+        FieldError,
+        tenant::{self, InvalidPolicy, TenantPolicy, blocked_path, check},
+        testing::{config, sandbox},
+    },
+};
+
+/// A SandboxPolicy named `name` from the YAML of its spec.
+fn policy(name: &str, spec_yaml: &str) -> SandboxPolicy {
+    let text = format!(
+        "apiVersion: kennel.dev/v1alpha1\nkind: SandboxPolicy\nmetadata: {{name: {name}}}\n\
+         spec: {spec_yaml}\n"
+    );
+    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("test policy parses: {e}"))
+}
+
+fn resolved(spec_yaml: &str) -> TenantPolicy {
+    tenant::resolve(Some(&policy("p", spec_yaml)), &config()).expect("policy resolves")
+}
+
+fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
+/// The errors of a sandbox spec under a policy spec.
+fn errors(policy_yaml: &str, sandbox_yaml: &str) -> Vec<FieldError> {
+    check(&sandbox(sandbox_yaml), &resolved(policy_yaml))
+}
+
+fn assert_field(errors: &[FieldError], field: &str, words: &str) {
+    let hit = errors.iter().find(|e| e.field == field);
+    let hit = hit.unwrap_or_else(|| panic!("no error on {field}; got {errors:?}"));
+    assert!(hit.message.contains(words), "{field}: {:?} lacks {words:?}", hit.message);
+}
+
+#[test]
+fn highest_priority_wins_and_ties_go_to_the_first_name() {
+    let low = policy("a-low", "{namespaceSelector: {matchLabels: {team: a}}, priority: 1}");
+    let high = policy("z-high", "{namespaceSelector: {matchLabels: {team: a}}, priority: 9}");
+    let tie = policy("b-tie", "{namespaceSelector: {}, priority: 9}");
+    let other = policy("c-other", "{namespaceSelector: {matchLabels: {team: b}}, priority: 99}");
+    let all = [low.clone(), high, tie, other];
+    let ns = labels(&[("team", "a")]);
+    let chosen = tenant::select(&ns, &all).and_then(|p| p.metadata.name.clone());
+    assert_eq!(chosen.as_deref(), Some("b-tie"));
+    let chosen = tenant::select(&ns, [&low]).and_then(|p| p.metadata.name.clone());
+    assert_eq!(chosen.as_deref(), Some("a-low"));
+}
+
+#[test]
+fn namespace_no_policy_selects_gets_the_safe_default() {
+    let ns = labels(&[("team", "nobody")]);
+    let only_b = [policy("b", "{namespaceSelector: {matchLabels: {team: b}}}")];
+    let tenant = tenant::for_namespace(&ns, &only_b, &config()).expect("default resolves");
+    assert_eq!(tenant.name, None);
+    assert_eq!(tenant.allowed_isolation, vec![Isolation::Gvisor]);
+    assert_eq!(tenant.max_ttl.1, "1h");
+    assert!(!tenant.allow_writable);
+    assert!(!tenant.secrets.allowed);
+}
+
+#[test]
+fn match_expressions_select_too_and_a_broken_selector_selects_nothing() {
+    let expr = policy(
+        "e",
+        "{namespaceSelector: {matchExpressions: [{key: tier, operator: In, values: [gold]}]}}",
+    );
+    assert!(tenant::selects(&expr, &labels(&[("tier", "gold")])));
+    assert!(!tenant::selects(&expr, &labels(&[("tier", "tin")])));
+    let broken = policy(
+        "x",
+        "{namespaceSelector: {matchExpressions: [{key: tier, operator: Near, values: [a]}]}}",
+    );
+    assert!(!tenant::selects(&broken, &labels(&[("tier", "a")])));
+}
+
+#[test]
+fn omitted_fields_fall_back_to_the_default_policy_field_by_field() {
+    let tenant = resolved("{namespaceSelector: {}, lifetime: {maxTtl: 8h}}");
+    assert_eq!(tenant.max_ttl.1, "8h");
+    assert_eq!(tenant.default_ttl, "1h", "the operator's defaultTtl");
+    assert_eq!(tenant.allowed_isolation, vec![Isolation::Gvisor], "from defaultPolicy");
+    let short = resolved("{namespaceSelector: {}, lifetime: {maxTtl: 10m}}");
+    assert_eq!(short.default_ttl, "10m", "a default above the maximum is lowered to it");
+}
+
+#[test]
+fn malformed_policy_refuses_its_sandboxes_naming_the_policy() {
+    let broken = policy("broken", "{namespaceSelector: {}, egress: {allowedCidrs: [nope]}}");
+    let tenant = tenant::for_namespace(&labels(&[]), [&broken], &config());
+    assert!(matches!(&tenant, Err(InvalidPolicy { name, .. }) if name == "broken"));
+    let rejection = tenant::plan(&sandbox("image: x"), &config(), &tenant).expect_err("refused");
+    assert!(rejection.errors[0].message.contains("\"broken\""), "{rejection}");
+}
+
+#[test]
+fn unknown_rule_fields_are_refused_when_parsing_a_policy() {
+    let text = "apiVersion: kennel.dev/v1alpha1\nkind: SandboxPolicy\nmetadata: {name: u}\n\
+                spec: {namespaceSelector: {}, lifetime: {maxTTL: 1h}}\n";
+    assert!(serde_yaml::from_str::<SandboxPolicy>(text).is_err());
+}
+
+#[test]
+fn isolation_outside_the_allowed_levels_is_refused() {
+    let errs = errors("{namespaceSelector: {}}", "image: x\nisolation: kata");
+    assert_field(&errs, "spec.isolation", "not allowed");
+    let ok = errors(
+        "{namespaceSelector: {}, isolation: {allowed: [gvisor, kata]}}",
+        "image: x\nisolation: kata",
+    );
+    assert!(ok.is_empty(), "{ok:?}");
+}
+
+#[test]
+fn lifetime_past_the_maximum_is_refused_never_clamped() {
+    let policy = "{namespaceSelector: {}, lifetime: {maxTtl: 2h}}";
+    assert_field(&errors(policy, "image: x\nlifetime: {ttl: 1d}"), "spec.lifetime.ttl", "refused");
+    assert!(errors(policy, "image: x\nlifetime: {ttl: 2h}").is_empty());
+    let late = "image: x\nlifetime: {expiresAt: '2030-01-01T03:00:00Z'}";
+    assert_field(&errors(policy, late), "spec.lifetime.expiresAt", "maximum lifetime 2h");
+    let plan = tenant::plan(&sandbox("image: x"), &config(), &Ok(resolved(policy)))
+        .expect("no lifetime asked: the default applies");
+    assert_eq!(plan.expires_at.to_rfc3339(), "2030-01-01T01:00:00+00:00");
+}
+
+#[test]
+fn policy_default_ttl_sets_the_expiry_of_a_sandbox_that_names_none() {
+    let policy = resolved("{namespaceSelector: {}, lifetime: {defaultTtl: 20m, maxTtl: 1h}}");
+    let plan = tenant::plan(&sandbox("image: x"), &config(), &Ok(policy)).expect("accepted");
+    assert_eq!(plan.expires_at.to_rfc3339(), "2030-01-01T00:20:00+00:00");
+}
+
+#[test]
+fn image_outside_the_allowed_prefixes_is_refused() {
+    let policy = "{namespaceSelector: {}, images: {allowedPrefixes: ['registry.example/agents/']}}";
+    assert!(errors(policy, "image: registry.example/agents/claude:1").is_empty());
+    let errs = errors(policy, "image: registry.example.attacker.test/agents/x:1");
+    assert_field(&errs, "spec.image", "does not start with");
+}
+
+#[test]
+fn egress_must_lie_inside_allowed_ranges_and_outside_denied_ones() {
+    let policy = "{namespaceSelector: {}, egress: {allowedCidrs: [203.0.113.0/24, 0.0.0.0/0], \
+                  deniedCidrs: [203.0.113.128/25]}}";
+    let inside_denied = "image: x\nnetwork: {egress: [{cidr: 203.0.113.200/32}]}";
+    assert_field(&errors(policy, inside_denied), "spec.network.egress[0].cidr", "denied by");
+    let narrow = "{namespaceSelector: {}, egress: {allowedCidrs: [203.0.113.0/24]}}";
+    let outside = "image: x\nnetwork: {egress: [{cidr: 198.51.100.0/24}]}";
+    assert_field(&errors(narrow, outside), "spec.network.egress[0].cidr", "outside the ranges");
+}
+
+#[test]
+fn denied_ranges_are_carved_out_of_wider_entries() {
+    let policy = resolved(
+        "{namespaceSelector: {}, egress: {allowedCidrs: [0.0.0.0/0], deniedCidrs: [198.51.100.0/24]}}",
+    );
+    let sandbox = sandbox("image: x\nnetwork: {egress: [{cidr: 198.51.0.0/16}]}");
+    let plan = tenant::plan(&sandbox, &config(), &Ok(policy)).expect("accepted");
+    let except: Vec<String> = plan.egress[0].except.iter().map(ToString::to_string).collect();
+    assert_eq!(except, vec!["198.51.100.0/24".to_owned()]);
+}
+
+#[test]
+fn mount_sources_the_policy_does_not_allow_are_refused() {
+    let policy = "{namespaceSelector: {}, mounts: {configMaps: {allowed: true, names: ['task-*']}, \
+                  persistentVolumeClaims: {allowed: false}}}";
+    let ok = "image: x\nmounts: [{name: t, mountPath: /inputs, configMap: {name: task-1}}]";
+    assert!(errors(policy, ok).is_empty());
+    let other = "image: x\nmounts: [{name: t, mountPath: /inputs, configMap: {name: kubeconfig}}]";
+    assert_field(&errors(policy, other), "spec.mounts[0].configMap.name", "allowed names");
+    let claim =
+        "image: x\nmounts: [{name: d, mountPath: /data, persistentVolumeClaim: {claimName: db}}]";
+    assert_field(
+        &errors(policy, claim),
+        "spec.mounts[0].persistentVolumeClaim.claimName",
+        "not allowed",
+    );
+}
+
+#[test]
+fn credential_locations_and_homes_are_blocked_mount_paths() {
+    for path in [
+        "/root/.ssh",
+        "/home/dev/.aws",
+        "/home/dev/.config/gcloud",
+        "/opt/x/.kube",
+        "/root",
+        "/home/dev",
+    ] {
+        assert!(blocked_path(path, &[]).is_some(), "{path} should be blocked");
+    }
+    for path in ["/inputs", "/home/dev/src", "/data/sshkeys", "/opt/config"] {
+        assert_eq!(blocked_path(path, &[]), None, "{path} is not a credential location");
+    }
+    let extra = ["/etc/secrets".to_owned()];
+    assert!(blocked_path("/etc", &extra).is_some(), "above a blocked path");
+    assert!(blocked_path("/etc/secrets/x", &extra).is_some(), "under a blocked path");
+    let errs = errors(
+        "{namespaceSelector: {}}",
+        "image: x\nmounts: [{name: k, mountPath: /root/.ssh, configMap: {name: k}}]",
+    );
+    assert_field(&errs, "spec.mounts[0].mountPath", "credential location");
+}
+
+#[test]
+fn credential_like_env_names_are_refused() {
+    let errs = errors(
+        "{namespaceSelector: {}}",
+        "image: x\nenv: [{name: LANG, value: C}, {name: GITHUB_TOKEN, value: ghp}]",
+    );
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_field(&errs, "spec.env[1].name", "credential");
+}
+
+#[test]
+fn plan_reports_tenant_and_operator_errors_together_once_per_field() {
+    let policy = resolved("{namespaceSelector: {}}");
+    let sandbox =
+        sandbox("image: x\nisolation: kata\nnetwork: {egress: [{cidr: 169.254.169.254/32}]}");
+    let rejection = tenant::plan(&sandbox, &config(), &Ok(policy)).expect_err("refused");
+    assert!(rejection.names("spec.isolation"), "{rejection}");
+    assert!(rejection.names("spec.network.egress[0].cidr"), "{rejection}");
+}
