@@ -38,7 +38,10 @@ pub struct Settings {
     #[arg(default_value = "kennel-operator")]
     pub lease_name: String,
     /// Namespace of the Lease; the client's default namespace (in a Pod: its own) if unset.
-    #[arg(long = "leader-election-namespace", env = "KENNEL_LEADER_ELECTION_NAMESPACE")]
+    // Its own id: the flattened field name `namespace` would clash with `run --namespace`.
+    #[arg(id = "leader_election_namespace", long = "leader-election-namespace")]
+    #[arg(value_name = "NAMESPACE")]
+    #[arg(env = "KENNEL_LEADER_ELECTION_NAMESPACE")]
     pub namespace: Option<String>,
     /// This replica's identity in the Lease, normally the Pod name; random if unset.
     #[arg(long = "leader-election-identity", env = "KENNEL_LEADER_ELECTION_IDENTITY")]
