@@ -3,4 +3,4 @@
 # gVisor, on the running local cluster (`make cluster-up` first).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-exec cargo run -q -p kennel-e2e --bin pod-startup-bench --release -- "${1:-20}"
+exec cargo run -q -p kennel-e2e --bin pod-startup-bench -- "${1:-20}"

@@ -70,8 +70,8 @@ pub async fn wait_for_phase(
         Ok(Ok(None)) => bail!("pod {namespace}/{name} was deleted while waiting for {phase}"),
         Ok(Err(e)) => return Err(e).context("failed to watch pod"),
         Err(_) => {
-            let last = api.get(name).await.ok().and_then(|p| p.status);
-            bail!("pod {namespace}/{name} not {phase} within {timeout:?}; last status: {last:?}")
+            let last = api.get(name).await.ok().map_or_else(String::new, |p| describe(&p));
+            bail!("pod {namespace}/{name} not {phase} within {timeout:?}: {last}")
         }
     };
     let got = pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
@@ -79,6 +79,22 @@ pub async fn wait_for_phase(
         bail!("pod {namespace}/{name} ended {got} instead of {phase}: {:?}", pod.status);
     }
     Ok(pod)
+}
+
+/// A one-line summary of a pod's state: its phase and why each container waits.
+pub fn describe(pod: &Pod) -> String {
+    let Some(status) = pod.status.as_ref() else { return "no status yet".to_owned() };
+    let mut out = format!("phase {}", status.phase.as_deref().unwrap_or("unknown"));
+    for c in status.container_statuses.iter().flatten() {
+        if let Some(w) = c.state.as_ref().and_then(|s| s.waiting.as_ref()) {
+            let reason = w.reason.as_deref().unwrap_or("waiting");
+            out.push_str(&format!("; {} {reason}", c.name));
+            if let Some(m) = &w.message {
+                out.push_str(&format!(": {m}"));
+            }
+        }
+    }
+    out
 }
 
 /// The pod's IP once it has one.

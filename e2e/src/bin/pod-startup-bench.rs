@@ -3,7 +3,7 @@
 //! Creates pods one after another (default 20 per RuntimeClass, `runc` and `gvisor`),
 //! times each from the create call to the watch event that shows phase `Running`, and
 //! prints p50, p90 and max. Run with `make cluster-up` first:
-//! `cargo run -p kennel-e2e --bin pod-startup-bench --release -- [COUNT]`.
+//! `e2e/cluster/pod-startup-bench.sh [COUNT]`.
 
 use std::time::{Duration, Instant};
 
