@@ -3,9 +3,12 @@
 //!
 //! [`SandboxPlan`]: crate::policy::SandboxPlan
 
+pub mod admission;
 pub mod labels;
+pub mod limit_range;
 pub mod network_policy;
 pub mod pod;
+pub mod resource_quota;
 pub mod service_account;
 pub mod volumes;
 pub mod workspace_claim;

@@ -2,13 +2,17 @@
 //!
 //! Each reconcile runs, in order:
 //! 1. [`load`]: the sandbox's Pod, whose ownership is decided by UID;
-//! 2. validate: [`crate::policy::validate`] turns the spec into a plan or a `Rejected` status;
+//! 2. validate: [`crate::policy::tenant::plan`] checks the spec against the operator's rules
+//!    and the namespace's tenant policy, giving a plan or a `Rejected` status;
 //! 3. [`expiry`]: past `expiresAt`, tear down Pod first, then the rest;
 //! 4. [`apply`]: server-side apply of the NetworkPolicy, then (if missing) the Pod;
 //! 5. [`observe`]: read the agent's state from its Pod;
 //! 6. [`status`]: write the status only when it changed.
 //!
 //! [`reconcile`] holds the body; this module wires the watches and the error policy.
+//! [`tenant`] runs beside it: the policy and namespace stores, and the tenant reconciler
+//! (namespace labels, quotas, admission bindings). A policy or namespace change re-checks
+//! every sandbox.
 
 pub mod apply;
 pub mod expiry;
@@ -16,6 +20,7 @@ pub mod load;
 pub mod observe;
 mod reconcile;
 pub mod status;
+pub mod tenant;
 
 use std::{collections::HashMap, sync::Arc, sync::Mutex, time::Duration};
 
@@ -48,6 +53,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Where Events are published.
     pub events: EventPublisher,
+    /// Every `SandboxPolicy` and the watched Namespaces, for tenant policy resolution.
+    pub tenants: tenant::TenantStores,
     /// Consecutive failures per sandbox, for the growing retry delay.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -60,7 +67,14 @@ impl Context {
         metrics: Arc<Metrics>,
         events: EventPublisher,
     ) -> Self {
-        Self { client, config, metrics, events, failures: Mutex::new(HashMap::new()) }
+        Self {
+            client,
+            config,
+            metrics,
+            events,
+            tenants: tenant::TenantStores::default(),
+            failures: Mutex::new(HashMap::new()),
+        }
     }
 
     fn failure_count(&self, key: &str, record: bool) -> u32 {
@@ -87,6 +101,15 @@ pub enum StartError {
          and the API server reachable?"
     )]
     CrdUnavailable(#[source] kube::Error),
+    /// The SandboxPolicy CRD is missing or cannot be listed.
+    #[error(
+        "failed to list SandboxPolicies: {0}; is the CRD installed (kubectl apply -f crds/) \
+         and may the operator list them?"
+    )]
+    PolicyCrdUnavailable(#[source] kube::Error),
+    /// The tenant watches were started twice, or stopped before they were ready.
+    #[error("failed to start the tenant watches: started twice or stopped before ready")]
+    AlreadyStarted,
 }
 
 /// Which namespaces the controller watches.
@@ -118,11 +141,15 @@ pub async fn run(ctx: Arc<Context>, health: Arc<Health>, scope: Scope) -> Result
     let sandboxes: Api<AgentSandbox> = scope.api(&client);
     sandboxes.list(&ListParams::default().limit(1)).await.map_err(StartError::CrdUnavailable)?;
 
+    let tenant_changes = tenant::start_watches(&ctx, &scope).await?;
+    tokio::spawn(tenant::run(ctx.clone(), scope.clone(), tenant_changes.clone()));
+
     let selector = format!("{}={}", labels::MANAGED_BY, labels::MANAGER);
     let children = watcher::Config::default().labels(&selector);
     let controller = Controller::new(sandboxes, watcher::Config::default())
         .owns(scope.api::<Pod>(&client), children.clone())
         .owns(scope.api::<NetworkPolicy>(&client), children)
+        .reconcile_all_on(tenant::triggers(tenant_changes))
         .shutdown_on_signal();
     let store = controller.store();
     ctx.metrics.watch_cache(store.clone());

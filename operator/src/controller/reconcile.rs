@@ -50,7 +50,8 @@ async fn pipeline(sandbox: &AgentSandbox, ctx: &Context) -> Result<Action> {
     let ns = sandbox.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
     let pod = load::pod(&ctx.client, &ns, &sandbox.name_any(), &uid).await?;
 
-    let plan = match policy::validate::plan(sandbox, &ctx.config) {
+    let tenant = ctx.tenants.policy_for(&ctx.client, &ns, &ctx.config).await?;
+    let plan = match policy::tenant::plan(sandbox, &ctx.config, &tenant) {
         Ok(plan) => plan,
         Err(rejection) => return reject(ctx, sandbox, &pod, &rejection.to_string()).await,
     };
