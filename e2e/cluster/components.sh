@@ -9,7 +9,7 @@ component_pid() { cat "$PID_DIR/$1.pid" 2>/dev/null; }
 
 component_alive() {
   local pid; pid="$(component_pid "$1")" || return 1
-  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null
+  [[ -n "$pid" ]] && pid_running "$pid"
 }
 
 # start_component NAME COMMAND...: runs COMMAND detached, with an extra PATH entry from
@@ -34,18 +34,36 @@ wait_until() {
   done
 }
 
-# stop_component NAME: SIGTERM to its process group (setsid made it the leader, so
-# socat's per-connection children go too), then SIGKILL after 10 s; removes the pid file.
-stop_component() {
-  local name="$1" pid i
-  pid="$(component_pid "$name")" || return 0
-  if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    kill -KILL -- "-$pid" 2>/dev/null || true
-  fi
-  rm -f "$PID_DIR/$name.pid"
+# True while PID exists and is not a zombie (a detached component's zombie lingers
+# until its adopting parent reaps it, which can take a while).
+pid_running() {
+  local state
+  state="$(awk '/^State:/ {print $2}' "/proc/$1/status" 2>/dev/null)"
+  [[ -n "$state" && "$state" != Z ]]
 }
+
+# stop_components NAME...: SIGTERM to each one's process group (setsid made it the
+# leader, so socat's per-connection children go too), SIGKILL to whatever still runs
+# after 10 s; removes the pid files.
+stop_components() {
+  local name pid pids=() i
+  for name in "$@"; do
+    pid="$(component_pid "$name")" || continue
+    [[ -n "$pid" ]] && pid_running "$pid" || continue
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    pids+=("$pid")
+  done
+  for i in $(seq 100); do
+    local alive=0
+    for pid in "${pids[@]}"; do pid_running "$pid" && alive=1; done
+    [[ $alive -eq 1 ]] || break
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
+  for name in "$@"; do rm -f "$PID_DIR/$name.pid"; done
+}
+
+stop_component() { stop_components "$1"; }
 
 etcd_healthy() {
   curl -sf --cacert "$PKI_DIR/ca.crt" --cert "$PKI_DIR/etcd.crt" --key "$PKI_DIR/etcd.key" \

@@ -44,6 +44,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         BinaryName = "$(command -v runc)"
+        Root = "$RUN_DIR/runc"
         SystemdCgroup = false
 
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runsc]

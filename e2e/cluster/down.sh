@@ -97,6 +97,21 @@ sweep_ipsets() {
   done
 }
 
+# Shim sockets nobody listens on any more (containerd 1.6 cannot move them out of
+# /run/containerd/s), and that tree itself when cluster-up created it.
+remove_shim_sockets() {
+  local dir=/run/containerd/s f listening
+  if [[ -d "$dir" ]]; then
+    listening="$(ss -xlH 2>/dev/null | awk '{print $5}')"
+    for f in "$dir"/*; do
+      [[ -S "$f" ]] && ! grep -qxF "$f" <<<"$listening" && rm -f "$f"
+    done
+  fi
+  if [[ -f "$RUN_DIR/created-run-containerd" ]]; then
+    rmdir "$dir" /run/containerd/runc/k8s.io /run/containerd/runc /run/containerd 2>/dev/null || true
+  fi
+}
+
 remove_cgroups() {
   local d
   for d in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods /sys/fs/cgroup/unified/kubepods; do
@@ -111,14 +126,10 @@ main() {
   local netns; netns="$(our_netns)"
   stop_component kubelet
   remove_pods
-  stop_component kube-router
-  stop_component kube-proxy
-  stop_component containerd
+  stop_components kube-router kube-proxy containerd
   kill_pod_processes
-  local c
-  for c in kube-scheduler kube-controller-manager apiserver-proxy kube-apiserver etcd; do
-    stop_component "$c"
-  done
+  stop_components kube-scheduler kube-controller-manager apiserver-proxy kube-apiserver
+  stop_component etcd
   remove_mounts "$netns"
   sweep_iptables iptables-save iptables-restore
   sweep_iptables ip6tables-save ip6tables-restore
@@ -131,6 +142,7 @@ main() {
   ip link delete "$BRIDGE" 2>/dev/null || true
   "$HERE/test-hosts.sh" down
   remove_cgroups
+  remove_shim_sockets
   find /var/log/containers -maxdepth 1 -lname "$STATE_DIR/*" -delete 2>/dev/null || true
   rm -rf "$STATE_DIR" "$RUN_DIR" "$CLUSTER_DIR/kubeconfig" "$CLUSTER_DIR/env"
   say "cluster down"
