@@ -230,3 +230,13 @@ fn plan_reports_tenant_and_operator_errors_together_once_per_field() {
     assert!(rejection.names("spec.isolation"), "{rejection}");
     assert!(rejection.names("spec.network.egress[0].cidr"), "{rejection}");
 }
+
+#[test]
+fn example_policy_parses_and_resolves() {
+    let text = include_str!("../../../examples/policy.yaml");
+    let policy: SandboxPolicy = serde_yaml::from_str(text).expect("examples/policy.yaml parses");
+    let tenant = tenant::resolve(Some(&policy), &config()).expect("example resolves");
+    assert_eq!(tenant.allowed_isolation, vec![Isolation::Gvisor, Isolation::Kata]);
+    assert_eq!(tenant.default_ttl, "30m");
+    assert_eq!(tenant.quota.and_then(|q| q.sandboxes), Some(5));
+}
