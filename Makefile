@@ -25,6 +25,10 @@ cluster-down: ## Stop the local cluster and remove everything it created
 test-cluster: cluster-up ## End-to-end tests of the local cluster itself
 	cargo test -p kennel-e2e --test cluster -- --test-threads=2
 
+.PHONY: bench
+bench: cluster-up ## Benchmark against the bare-Pod floor (kwok nodes, then gVisor); writes docs/bench/
+	e2e/bench/run.sh
+
 .PHONY: deploy
 deploy: cluster-up ## Build the operator image, import it, helm upgrade --install charts/kennel
 	charts/deploy-local.sh $(DEPLOY_ARGS)

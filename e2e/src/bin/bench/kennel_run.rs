@@ -1,7 +1,7 @@
 //! The Kennel run on kwok's nodes: a burst of sandboxes through the operator, an idle
 //! window with every sandbox Running, then all of them expiring at the same instant.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::{core::v1::Pod, networking::v1::NetworkPolicy};
@@ -22,7 +22,7 @@ use crate::{
     operator::{Operator, ResourceSample},
     prom, say,
     stats::{Summary, histogram_quantile},
-    workload::{self, PodTimeline, now},
+    workload::{self, PodTimeline, PodTimes, now},
 };
 
 /// Sandboxes the memory figure is extrapolated to.
@@ -138,7 +138,7 @@ pub fn operator_config() -> Result<Config> {
     Config::from_yaml(&operator_config_text()).context("the benchmark's operator config")
 }
 
-/// Runs the Kennel side in `namespace`.
+/// Runs the Kennel side in `namespace`: burst, idle window, mass expiry.
 pub async fn run(
     client: &Client,
     env: &ClusterEnv,
@@ -154,116 +154,31 @@ pub async fn run(
     let baseline = op.last_sample();
     let timeline = PodTimeline::start(client, namespace).await?;
     let before = apiserver::scrape(client).await?;
-
-    // One instant for all: after the burst (allowing four times the floor's), the wait
-    // for Running and the idle window. The spec is immutable, so it is fixed up front.
-    let margin = (4.0 * floor.burst_s).max(30.0) + 20.0 + f64::from(settings.idle_secs) + 10.0;
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let expires_at = (now() + margin).ceil() as u64;
-    let expires_text = workload::rfc3339(expires_at);
-    #[allow(clippy::cast_precision_loss)]
-    let expires_f = expires_at as f64;
-
     let sandboxes: Api<AgentSandbox> = Api::namespaced(client.clone(), namespace);
-    let objects = (0..settings.n)
-        .map(|i| workload::sandbox(&format!("sb-{i:05}"), &settings.image, Some(&expires_text)))
-        .collect::<Result<Vec<_>>>()?;
-    let start = op.last_sample();
-    let applied = workload::burst(&sandboxes, objects, settings.concurrency).await?;
-    let until_expiry = Duration::from_secs_f64((expires_f - now() - 5.0).max(1.0));
-    timeline.wait_for("created", settings.n, until_expiry, |t| t.created.is_some()).await?;
-    let created_times = timeline.snapshot();
-    let until_expiry = Duration::from_secs_f64((expires_f - now() - 5.0).max(1.0));
-    timeline.wait_for("Running", settings.n, until_expiry, |t| t.running.is_some()).await?;
-    wait_for_phase(&sandboxes, settings.n, Phase::Running, expires_f - 5.0).await?;
-    let running = op.last_sample();
-    say(&format!("kennel: {} sandboxes Running; idle window", settings.n));
+    let expires_at = expiry_instant(floor, settings);
 
-    let idle = idle_window(client, namespace, settings, expires_f).await?;
+    let burst = burst(&sandboxes, settings, &op, &timeline, expires_at.clone()).await?;
+    say(&format!("kennel: {} sandboxes Running; idle window", settings.n));
+    let idle = idle_window(client, namespace, settings, expires_at.1).await?;
     let steady = op.last_sample();
     say("kennel: waiting for the mass expiry");
-    tokio::time::sleep(Duration::from_secs_f64((expires_f - now()).max(0.0))).await;
-    let before_expiry = op.last_sample();
-    timeline
-        .wait_for("gone after expiry", settings.n, Duration::from_secs(180), |t| t.gone.is_some())
-        .await?;
-    wait_until_empty(&sandboxes, Duration::from_secs(120)).await?;
-    let all_gone = now() - expires_f;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (before_expiry, all_gone) =
+        expire(&sandboxes, settings, &op, &timeline, expires_at.1).await?;
     let after = apiserver::scrape(client).await?;
-    let metrics = op.metrics().await?;
-    let end = op.last_sample();
-    let peak = op.peak_rss_mib();
-    let resources = op.samples();
+    let measured = Measured {
+        baseline,
+        steady,
+        before_expiry,
+        end: op.last_sample(),
+        peak_rss_mib: op.peak_rss_mib(),
+        resources: op.samples(),
+        metrics: op.metrics().await?,
+        requests: before.delta(&after, settings.n),
+        times: timeline.snapshot(),
+        all_gone,
+    };
     op.stop();
-
-    let times = timeline.snapshot();
-    let since = |pick: fn(&workload::PodTimes) -> Option<f64>,
-                 map: &std::collections::HashMap<String, workload::PodTimes>|
-     -> Vec<f64> {
-        applied
-            .iter()
-            .filter_map(|(name, start)| map.get(name).and_then(pick).map(|t| (t - start) * 1e3))
-            .collect()
-    };
-    let after_expiry = |pick: fn(&workload::PodTimes) -> Option<f64>| -> Vec<f64> {
-        times.values().filter_map(pick).map(|t| (t - expires_f) * 1e3).collect()
-    };
-    let created = since(|t| t.created, &created_times);
-    let first = applied.values().copied().fold(f64::INFINITY, f64::min);
-    let last = created_times.values().filter_map(|t| t.created).fold(0.0, f64::max);
-    #[allow(clippy::cast_precision_loss)]
-    let throughput = settings.n as f64 / (last - first).max(1e-3);
-    let requests = before.delta(&after, settings.n);
-    let expiry_lag = after_expiry(|t| t.deleting);
-    let quantiles = |name: &str| {
-        let h = prom::histogram(&metrics, name);
-        (
-            histogram_quantile(0.5, &h).map(|s| round2(s * 1e3)),
-            histogram_quantile(0.99, &h).map(|s| round2(s * 1e3)),
-        )
-    };
-    #[allow(clippy::cast_precision_loss)]
-    let per_sandbox_mib = (steady.rss_mib - baseline.rss_mib).max(0.0) / settings.n as f64;
-    let run = KennelRun {
-        n: settings.n,
-        burst_s: round2(last - first),
-        throughput_per_s: round2(throughput),
-        ratio_to_floor: round2(throughput / floor.throughput_per_s.max(1e-3)),
-        apply_to_created: Summary::of(&created),
-        apply_to_running: Summary::of(&since(|t| t.running, &times)),
-        metric_pod_created_ms: quantiles("kennel_sandbox_pod_created_seconds"),
-        expiry: Expiry {
-            expires_at: expires_text,
-            lag_to_delete_requested: Summary::of(&expiry_lag),
-            lag_to_pod_gone: Summary::of(&after_expiry(|t| t.gone)),
-            metric_lag_ms: quantiles("kennel_sandbox_expiry_lag_seconds"),
-            all_sandboxes_gone_s: round2(all_gone),
-        },
-        operator: OperatorCost {
-            baseline_rss_mib: round2(baseline.rss_mib),
-            steady_rss_mib: round2(steady.rss_mib),
-            peak_rss_mib: round2(peak),
-            rss_per_sandbox_kib: round2(per_sandbox_mib * 1024.0),
-            extrapolated_rss_10k_mib: round2(
-                baseline.rss_mib + per_sandbox_mib * MEMORY_TARGET_SANDBOXES,
-            ),
-            cpu_s_burst: round2(running.cpu_s - start.cpu_s),
-            cpu_s_expiry: round2(end.cpu_s - before_expiry.cpu_s),
-            cpu_s_total: round2(end.cpu_s),
-        },
-        idle,
-        requests_over_floor_per_sandbox: round2(requests.per_object - floor.requests.per_object),
-        requests,
-        reconciles: prom::total(&metrics, "kennel_reconcile_total"),
-        reconcile_errors: prom::total(&metrics, "kennel_reconcile_errors_total"),
-        samples: Samples {
-            created,
-            expiry_lag,
-            resources,
-            marks: (start.t_s, start.t_s + (expires_f - first)),
-        },
-    };
+    let run = assemble(settings, floor, expires_at, burst, idle, measured);
     say(&format!(
         "kennel: {:.0} sandboxes/s ({:.2} of the floor); expiry lag p99 {:.0} ms; RSS {:.1} MiB",
         run.throughput_per_s,
@@ -272,6 +187,161 @@ pub async fn run(
         run.operator.steady_rss_mib
     ));
     Ok(run)
+}
+
+/// One instant for all, as RFC 3339 and epoch seconds: after the burst (allowing four
+/// times the floor's), the wait for Running and the idle window. The spec is immutable,
+/// so it is fixed before the first sandbox is applied.
+fn expiry_instant(floor: &Floor, settings: &Settings) -> (String, f64) {
+    let margin = (4.0 * floor.burst_s).max(30.0) + 20.0 + f64::from(settings.idle_secs) + 10.0;
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let at = (now() + margin).ceil() as u64;
+    #[allow(clippy::cast_precision_loss)]
+    (workload::rfc3339(at), at as f64)
+}
+
+/// What the burst left behind.
+struct Burst {
+    applied: HashMap<String, f64>,
+    created: HashMap<String, PodTimes>,
+    start: ResourceSample,
+    running: ResourceSample,
+}
+
+/// Applies every sandbox and waits until each Pod is Running and each status says so.
+async fn burst(
+    sandboxes: &Api<AgentSandbox>,
+    settings: &Settings,
+    op: &Operator,
+    timeline: &PodTimeline,
+    (expires_text, expires_at): (String, f64),
+) -> Result<Burst> {
+    let objects = (0..settings.n)
+        .map(|i| workload::sandbox(&format!("sb-{i:05}"), &settings.image, Some(&expires_text)))
+        .collect::<Result<Vec<_>>>()?;
+    let start = op.last_sample();
+    let applied = workload::burst(sandboxes, objects, settings.concurrency).await?;
+    let left = || Duration::from_secs_f64((expires_at - now() - 5.0).max(1.0));
+    timeline.wait_for("created", settings.n, left(), |t| t.created.is_some()).await?;
+    let created = timeline.snapshot();
+    timeline.wait_for("Running", settings.n, left(), |t| t.running.is_some()).await?;
+    wait_for_phase(sandboxes, settings.n, Phase::Running, expires_at - 5.0).await?;
+    Ok(Burst { applied, created, start, running: op.last_sample() })
+}
+
+/// Waits for the expiry, then until every Pod and sandbox is gone. Returns the operator's
+/// resources at expiry and the seconds from expiry until the last sandbox was gone.
+async fn expire(
+    sandboxes: &Api<AgentSandbox>,
+    settings: &Settings,
+    op: &Operator,
+    timeline: &PodTimeline,
+    expires_at: f64,
+) -> Result<(ResourceSample, f64)> {
+    tokio::time::sleep(Duration::from_secs_f64((expires_at - now()).max(0.0))).await;
+    let before_expiry = op.last_sample();
+    let wait = Duration::from_mins(3);
+    timeline.wait_for("gone after expiry", settings.n, wait, |t| t.gone.is_some()).await?;
+    wait_until_empty(sandboxes, Duration::from_mins(2)).await?;
+    let all_gone = now() - expires_at;
+    // The operator's last Events and deletes land before the API server is scraped.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    Ok((before_expiry, all_gone))
+}
+
+/// What was read once the sandboxes were gone.
+struct Measured {
+    baseline: ResourceSample,
+    steady: ResourceSample,
+    before_expiry: ResourceSample,
+    end: ResourceSample,
+    peak_rss_mib: f64,
+    resources: Vec<ResourceSample>,
+    metrics: String,
+    requests: apiserver::RequestDelta,
+    times: HashMap<String, PodTimes>,
+    all_gone: f64,
+}
+
+fn assemble(
+    settings: &Settings,
+    floor: &Floor,
+    (expires_text, expires_at): (String, f64),
+    burst: Burst,
+    idle: Idle,
+    m: Measured,
+) -> KennelRun {
+    let since = |pick: fn(&PodTimes) -> Option<f64>, times: &HashMap<String, PodTimes>| {
+        let at = |(name, start): (&String, &f64)| {
+            times.get(name).and_then(pick).map(|t| (t - start) * 1e3)
+        };
+        burst.applied.iter().filter_map(at).collect::<Vec<f64>>()
+    };
+    let after_expiry = |pick: fn(&PodTimes) -> Option<f64>| {
+        m.times.values().filter_map(pick).map(|t| (t - expires_at) * 1e3).collect::<Vec<f64>>()
+    };
+    let quantiles = |name: &str| {
+        let h = prom::histogram(&m.metrics, name);
+        let q = |x| histogram_quantile(x, &h).map(|s| round2(s * 1e3));
+        (q(0.5), q(0.99))
+    };
+    let created = since(|t| t.created, &burst.created);
+    let first = burst.applied.values().copied().fold(f64::INFINITY, f64::min);
+    let last = burst.created.values().filter_map(|t| t.created).fold(0.0, f64::max);
+    #[allow(clippy::cast_precision_loss)]
+    let throughput = settings.n as f64 / (last - first).max(1e-3);
+    let expiry_lag = after_expiry(|t| t.deleting);
+    let (start, running) = (burst.start, burst.running);
+    KennelRun {
+        n: settings.n,
+        burst_s: round2(last - first),
+        throughput_per_s: round2(throughput),
+        ratio_to_floor: round2(throughput / floor.throughput_per_s.max(1e-3)),
+        apply_to_created: Summary::of(&created),
+        apply_to_running: Summary::of(&since(|t| t.running, &m.times)),
+        metric_pod_created_ms: quantiles("kennel_sandbox_pod_created_seconds"),
+        expiry: Expiry {
+            expires_at: expires_text,
+            lag_to_delete_requested: Summary::of(&expiry_lag),
+            lag_to_pod_gone: Summary::of(&after_expiry(|t| t.gone)),
+            metric_lag_ms: quantiles("kennel_sandbox_expiry_lag_seconds"),
+            all_sandboxes_gone_s: round2(m.all_gone),
+        },
+        operator: cost(settings, &m, start, running),
+        idle,
+        requests_over_floor_per_sandbox: round2(m.requests.per_object - floor.requests.per_object),
+        reconciles: prom::total(&m.metrics, "kennel_reconcile_total"),
+        reconcile_errors: prom::total(&m.metrics, "kennel_reconcile_errors_total"),
+        requests: m.requests,
+        samples: Samples {
+            created,
+            expiry_lag,
+            resources: m.resources,
+            marks: (start.t_s, start.t_s + (expires_at - first)),
+        },
+    }
+}
+
+fn cost(
+    settings: &Settings,
+    m: &Measured,
+    start: ResourceSample,
+    running: ResourceSample,
+) -> OperatorCost {
+    #[allow(clippy::cast_precision_loss)]
+    let per_sandbox_mib = (m.steady.rss_mib - m.baseline.rss_mib).max(0.0) / settings.n as f64;
+    OperatorCost {
+        baseline_rss_mib: round2(m.baseline.rss_mib),
+        steady_rss_mib: round2(m.steady.rss_mib),
+        peak_rss_mib: round2(m.peak_rss_mib),
+        rss_per_sandbox_kib: round2(per_sandbox_mib * 1024.0),
+        extrapolated_rss_10k_mib: round2(
+            m.baseline.rss_mib + per_sandbox_mib * MEMORY_TARGET_SANDBOXES,
+        ),
+        cpu_s_burst: round2(running.cpu_s - start.cpu_s),
+        cpu_s_expiry: round2(m.end.cpu_s - m.before_expiry.cpu_s),
+        cpu_s_total: round2(m.end.cpu_s),
+    }
 }
 
 /// Counts writes to sandboxes, Pods and NetworkPolicies while every sandbox is Running,

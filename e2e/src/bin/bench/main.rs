@@ -6,6 +6,9 @@
 //! module: [`kwok`], [`floor`], [`kennel_run`], [`gvisor`]. Figures go to `docs/bench/`
 //! ([`report`]). Settings come from the environment (see `e2e/bench/run.sh`).
 
+// Kubernetes kind names (RuntimeClass, NetworkPolicy) are words in these docs, not code.
+#![allow(clippy::doc_markdown)]
+
 mod apiserver;
 mod floor;
 mod gvisor;

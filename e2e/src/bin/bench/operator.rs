@@ -64,9 +64,8 @@ impl Operator {
             .with_context(|| {
                 format!("failed to start {} (cargo build --release)", bin.display())
             })?;
-        let pid = child.id();
         let samples = Arc::new(Mutex::new(Vec::new()));
-        let sampler = tokio::spawn(sample_forever(pid, samples.clone()));
+        let sampler = tokio::spawn(sample_forever(child.id(), samples.clone()));
         let mut operator = Self { child, metrics_addr, samples, sampler };
         operator.wait_ready().await?;
         Ok(operator)

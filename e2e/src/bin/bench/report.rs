@@ -147,16 +147,13 @@ pub fn write(results: &Results) -> Result<()> {
     std::fs::write(&page, updated).with_context(|| format!("failed to write {}", page.display()))
 }
 
-/// The table for `docs/benchmarks.md`.
+/// The table for `docs/benchmarks.md`: the setting, the figures, the request breakdown.
 pub fn table(r: &Results) -> String {
-    let (k, f) = (&r.kennel, &r.floor);
-    let mut t = String::new();
-    let m = &r.machine;
-    let v = &r.versions;
-    let _ = writeln!(
-        t,
+    let (m, v, k) = (&r.machine, &r.versions, &r.kennel);
+    let mut out = format!(
         "Run of {}: {} CPUs, {:.0} GiB, kernel `{}`; Kubernetes {}, gVisor {}, kwok {}, \
-         operator `{}`. {} sandboxes, {} requests in flight, {} fake nodes.\n",
+         operator `{}`. {} sandboxes, {} requests in flight, {} fake nodes.\n\n\
+         | Figure | Kennel | Bare Pods (floor) | Target |\n|---|---|---|---|\n",
         r.generated_at,
         m.cpus,
         m.memory_gib,
@@ -169,126 +166,126 @@ pub fn table(r: &Results) -> String {
         r.settings["concurrency"],
         r.settings["fake_nodes"]
     );
-    let _ = writeln!(t, "| Figure | Kennel | Bare Pods (floor) | Target |\n|---|---|---|---|");
-    let row = |t: &mut String, name: &str, kennel: String, floor: String, target: &str| {
-        let _ = writeln!(t, "| {name} | {kennel} | {floor} | {target} |");
-    };
-    row(
-        &mut t,
-        "Throughput to Pod created",
-        format!("{:.0}/s ({:.2} of floor)", k.throughput_per_s, k.ratio_to_floor),
-        format!("{:.0}/s", f.throughput_per_s),
-        ">= 0.8 of floor",
-    );
-    row(
-        &mut t,
-        "Apply to Pod created, p50 / p99",
-        ms2(k.apply_to_created.p50_ms, k.apply_to_created.p99_ms),
-        ms2(f.apply_to_created.p50_ms, f.apply_to_created.p99_ms),
-        "",
-    );
-    row(
-        &mut t,
-        "Apply to Pod Running (kwok), p50 / p99",
-        ms2(k.apply_to_running.p50_ms, k.apply_to_running.p99_ms),
-        ms2(f.apply_to_running.p50_ms, f.apply_to_running.p99_ms),
-        "",
-    );
-    let e = &k.expiry;
-    row(
-        &mut t,
-        "Expiry lag to Pod deletion, p50 / p99",
-        ms2(e.lag_to_delete_requested.p50_ms, e.lag_to_delete_requested.p99_ms),
-        "n/a".into(),
-        "p99 < 1 s",
-    );
-    row(
-        &mut t,
-        "Expiry lag, operator histogram, p50 / p99",
-        opt_ms2(e.metric_lag_ms),
-        "n/a".into(),
-        "",
-    );
-    row(
-        &mut t,
-        "Expiry lag to Pod gone, p50 / p99",
-        ms2(e.lag_to_pod_gone.p50_ms, e.lag_to_pod_gone.p99_ms),
-        "n/a".into(),
-        "",
-    );
-    let o = &k.operator;
-    row(
-        &mut t,
-        "Operator RSS: idle / all Running / peak",
-        format!("{:.1} / {:.1} / {:.1} MiB", o.baseline_rss_mib, o.steady_rss_mib, o.peak_rss_mib),
-        "n/a".into(),
-        "",
-    );
-    row(
-        &mut t,
-        "Operator RSS at 10,000 sandboxes (extrapolated)",
-        format!(
-            "{:.1} MiB ({:.1} KiB per sandbox)",
-            o.extrapolated_rss_10k_mib, o.rss_per_sandbox_kib
-        ),
-        "n/a".into(),
-        "< 100 MiB",
-    );
-    row(
-        &mut t,
-        "Operator CPU: burst / expiry / total",
-        format!("{:.1} / {:.1} / {:.1} s", o.cpu_s_burst, o.cpu_s_expiry, o.cpu_s_total),
-        "n/a".into(),
-        "",
-    );
-    row(
-        &mut t,
-        "API requests per sandbox (all components)",
-        format!(
-            "{:.1} (+{:.1} over floor)",
-            k.requests.per_object, k.requests_over_floor_per_sandbox
-        ),
-        format!("{:.1}", f.requests.per_object),
-        "",
-    );
-    row(
-        &mut t,
-        "Writes per idle sandbox per hour",
-        format!(
-            "{} ({} writes in {} s)",
-            k.idle.writes_per_sandbox_per_hour,
-            k.idle.sandbox_writes + k.idle.pod_writes + k.idle.network_policy_writes,
-            k.idle.window_s
-        ),
-        "n/a".into(),
-        "0",
-    );
-    row(
-        &mut t,
-        "Reconciles (errors)",
-        format!("{:.0} ({:.0})", k.reconciles, k.reconcile_errors),
-        "n/a".into(),
-        "",
-    );
+    for [name, kennel, floor, target] in latency_rows(r).into_iter().chain(cost_rows(r)) {
+        let _ = writeln!(out, "| {name} | {kennel} | {floor} | {target} |");
+    }
+    out.push_str("\nAPI requests per sandbox in Kennel's run, by resource and verb ");
+    out.push_str("(all components):\n\n| Request | Per sandbox |\n|---|---|\n");
+    for (key, per) in k.requests.breakdown.iter().take(14) {
+        let _ = writeln!(out, "| `{key}` | {per} |");
+    }
+    out
+}
+
+/// Rows of `[figure, Kennel, floor, target]` about speed.
+fn latency_rows(r: &Results) -> Vec<[String; 4]> {
+    let (k, f, e) = (&r.kennel, &r.floor, &r.kennel.expiry);
+    let na = || "n/a".to_owned();
+    let mut rows = vec![
+        [
+            "Throughput to Pod created".into(),
+            format!("{:.0}/s ({:.2} of floor)", k.throughput_per_s, k.ratio_to_floor),
+            format!("{:.0}/s", f.throughput_per_s),
+            ">= 0.8 of floor".into(),
+        ],
+        [
+            "Apply to Pod created, p50 / p99".into(),
+            ms2(k.apply_to_created.p50_ms, k.apply_to_created.p99_ms),
+            ms2(f.apply_to_created.p50_ms, f.apply_to_created.p99_ms),
+            String::new(),
+        ],
+        [
+            "Apply to Pod Running (kwok), p50 / p99".into(),
+            ms2(k.apply_to_running.p50_ms, k.apply_to_running.p99_ms),
+            ms2(f.apply_to_running.p50_ms, f.apply_to_running.p99_ms),
+            String::new(),
+        ],
+        [
+            "Expiry lag to Pod deletion, p50 / p99".into(),
+            ms2(e.lag_to_delete_requested.p50_ms, e.lag_to_delete_requested.p99_ms),
+            na(),
+            "p99 < 1 s".into(),
+        ],
+        [
+            "Expiry lag, operator histogram, p50 / p99".into(),
+            opt_ms2(e.metric_lag_ms),
+            na(),
+            String::new(),
+        ],
+        [
+            "Expiry lag to Pod gone, p50 / p99".into(),
+            ms2(e.lag_to_pod_gone.p50_ms, e.lag_to_pod_gone.p99_ms),
+            na(),
+            String::new(),
+        ],
+    ];
     if let Some(real) = &r.real_node {
         let (a, b) = (&real.kennel_apply_to_running, &real.bare_apply_to_running);
-        row(
-            &mut t,
-            &format!("Real node, gVisor, {} one by one: apply to Running p50 / p90", real.n),
+        rows.push([
+            format!("Real node, gVisor, {} one by one: apply to Running p50 / p90", real.n),
             ms2(a.p50_ms, a.p90_ms),
             ms2(b.p50_ms, b.p90_ms),
-            "",
-        );
+            String::new(),
+        ]);
     }
-    let _ = writeln!(
-        t,
-        "\nAPI requests per sandbox, Kennel's run, by resource and verb (all components):\n"
-    );
-    let _ = writeln!(t, "| Request | Per sandbox |\n|---|---|");
-    for (key, per) in k.requests.breakdown.iter().take(14) {
-        let _ = writeln!(t, "| `{key}` | {per} |");
-    }
-    t
+    rows
+}
+
+/// Rows of `[figure, Kennel, floor, target]` about cost.
+fn cost_rows(r: &Results) -> Vec<[String; 4]> {
+    let (k, o) = (&r.kennel, &r.kennel.operator);
+    let na = || "n/a".to_owned();
+    let idle_writes = k.idle.sandbox_writes + k.idle.pod_writes + k.idle.network_policy_writes;
+    vec![
+        [
+            "Operator RSS: idle / all Running / peak".into(),
+            format!(
+                "{:.1} / {:.1} / {:.1} MiB",
+                o.baseline_rss_mib, o.steady_rss_mib, o.peak_rss_mib
+            ),
+            na(),
+            String::new(),
+        ],
+        [
+            "Operator RSS at 10,000 sandboxes (extrapolated)".into(),
+            format!(
+                "{:.1} MiB ({:.1} KiB per sandbox)",
+                o.extrapolated_rss_10k_mib, o.rss_per_sandbox_kib
+            ),
+            na(),
+            "< 100 MiB".into(),
+        ],
+        [
+            "Operator CPU: burst / expiry / whole run".into(),
+            format!("{:.1} / {:.1} / {:.1} s", o.cpu_s_burst, o.cpu_s_expiry, o.cpu_s_total),
+            na(),
+            String::new(),
+        ],
+        [
+            "API requests per sandbox (all components)".into(),
+            format!(
+                "{:.1} (+{:.1} over floor)",
+                k.requests.per_object, k.requests_over_floor_per_sandbox
+            ),
+            format!("{:.1}", r.floor.requests.per_object),
+            String::new(),
+        ],
+        [
+            "Writes per idle sandbox per hour".into(),
+            format!(
+                "{} ({idle_writes} writes in {} s)",
+                k.idle.writes_per_sandbox_per_hour, k.idle.window_s
+            ),
+            na(),
+            "0".into(),
+        ],
+        [
+            "Reconciles (errors)".into(),
+            format!("{:.0} ({:.0})", k.reconciles, k.reconcile_errors),
+            na(),
+            String::new(),
+        ],
+    ]
 }
 
 fn ms2(a: f64, b: f64) -> String {
