@@ -87,6 +87,7 @@ impl OperatorProcess {
             .env("KUBECONFIG", &self.env.kubeconfig)
             .env("KENNEL_LOG_LEVEL", "info,kennel=debug")
             .env_remove("RUST_LOG")
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
