@@ -13,3 +13,9 @@ e2e/cluster/up.sh
 
 echo "== cluster end-to-end tests"
 cargo test -p kennel-e2e --test cluster -- --test-threads=2
+
+# Keep this step last: it installs the operator cluster-wide through the chart, which
+# would reconcile the other tests' sandboxes. It builds the release image and Helm.
+echo "== Helm chart: lint, dry run, install, sandbox, upgrade, handover, uninstall"
+KENNEL_OPERATOR_IMAGE="$(e2e/images/operator.sh)" KENNEL_HELM_CLUSTER_WIDE=1 \
+  cargo test -p kennel-e2e --test helm -- --test-threads=1 --nocapture
