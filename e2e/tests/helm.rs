@@ -230,10 +230,10 @@ fn operator_accepts_the_configuration_the_chart_mounts() -> Result<()> {
 
 #[test]
 fn chart_crds_match_the_generated_crds() -> Result<()> {
-    let out = Command::new(repo_root().join("charts/sync-crds.sh")).arg("--check").output()?;
+    let out = Command::new(repo_root().join("charts/sync.sh")).arg("--check").output()?;
     ensure!(
         out.status.success(),
-        "charts/kennel/templates/crds drifted from crds/: run charts/sync-crds.sh\n{}",
+        "charts/kennel/templates/crds drifted from crds/: run charts/sync.sh\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let objects = render(&[])?;
