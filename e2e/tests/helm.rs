@@ -198,7 +198,12 @@ fn watch_namespace_turns_sandbox_rights_into_a_role_in_that_namespace() -> Resul
         .find(|r| r["metadata"]["namespace"] == "tenant-a")
         .context("no Role in tenant-a")?;
     ensure!(serde_yaml::to_string(role)?.contains("agentsandboxes"), "Role lacks sandboxes");
-    let cluster_roles = of_kind(&objects, "ClusterRole");
+    // The operator's own ClusterRoles; the tenant roles (deploy/rbac) are for people.
+    let cluster_roles: Vec<_> = of_kind(&objects, "ClusterRole")
+        .into_iter()
+        .filter(|r| r["metadata"]["labels"]["app.kubernetes.io/component"] == "operator")
+        .collect();
+    ensure!(!cluster_roles.is_empty(), "no operator ClusterRole");
     ensure!(
         cluster_roles
             .iter()
