@@ -17,28 +17,31 @@ helm=(e2e/tools/helm/helm.sh)
 image="$(e2e/images/operator.sh)"
 log "deploy: image $image"
 
-# A CRD applied earlier with kubectl (the e2e tests do) becomes the release's: Helm
-# adopts an existing object only when it carries the release's ownership metadata.
-for crd in charts/kennel/templates/crds/*.yaml; do
-  name="$(awk '/^  name: /{print $2; exit}' "$crd")"
-  if "$KUBECTL" get crd "$name" >/dev/null 2>&1; then
-    "$KUBECTL" label --overwrite crd "$name" app.kubernetes.io/managed-by=Helm >/dev/null
-    "$KUBECTL" annotate --overwrite crd "$name" "meta.helm.sh/release-name=$RELEASE" \
-      "meta.helm.sh/release-namespace=$NAMESPACE" >/dev/null
-  fi
+values=(
+  --set image.repository="${image%:*}" --set image.tag="${image##*:}"
+  --set image.pullPolicy=Never
+  --set "config.dns.podLabels.${DNS_POD_LABEL%%=*}=${DNS_POD_LABEL#*=}"
+  --set config.dns.port="$DNS_POD_PORT"
+  --set "config.cluster.podCidrs[0]=$POD_CIDR"
+  --set "config.cluster.serviceCidrs[0]=$SERVICE_CIDR"
+  --set "config.cluster.apiServerCidrs[0]=${API_SERVER_ENDPOINT%:*}/32"
+  --set logFormat=text
+)
+
+# Objects applied earlier with kubectl (the e2e tests apply the CRDs, admission policies
+# and tenant roles) become the release's: Helm adopts an existing object only when it
+# carries the release's ownership metadata.
+manifest="$(mktemp /tmp/kennel-deploy.XXXXXX.yaml)"
+trap 'rm -f "$manifest"' EXIT
+"${helm[@]}" template "$RELEASE" charts/kennel --namespace "$NAMESPACE" "${values[@]}" "$@" >"$manifest"
+for object in $("$KUBECTL" get -f "$manifest" -o name --ignore-not-found 2>/dev/null); do
+  "$KUBECTL" label --overwrite "$object" app.kubernetes.io/managed-by=Helm >/dev/null
+  "$KUBECTL" annotate --overwrite "$object" "meta.helm.sh/release-name=$RELEASE" \
+    "meta.helm.sh/release-namespace=$NAMESPACE" >/dev/null
 done
 
 "${helm[@]}" upgrade --install "$RELEASE" charts/kennel \
-  --namespace "$NAMESPACE" --create-namespace \
-  --set image.repository="${image%:*}" --set image.tag="${image##*:}" \
-  --set image.pullPolicy=Never \
-  --set "config.dns.podLabels.${DNS_POD_LABEL%%=*}=${DNS_POD_LABEL#*=}" \
-  --set config.dns.port="$DNS_POD_PORT" \
-  --set "config.cluster.podCidrs[0]=$POD_CIDR" \
-  --set "config.cluster.serviceCidrs[0]=$SERVICE_CIDR" \
-  --set "config.cluster.apiServerCidrs[0]=${API_SERVER_ENDPOINT%:*}/32" \
-  --set logFormat=text \
-  "$@"
+  --namespace "$NAMESPACE" --create-namespace "${values[@]}" "$@"
 deployment="$RELEASE"; [[ "$RELEASE" == *kennel* ]] || deployment="$RELEASE-kennel"
 "$KUBECTL" -n "$NAMESPACE" rollout status "deployment/$deployment" --timeout=180s
 log "deploy: $RELEASE is Ready in $NAMESPACE; try: $KUBECTL apply -f examples/sandbox.yaml"

@@ -423,18 +423,17 @@ async fn release_installs_runs_a_gvisor_sandbox_upgrades_hands_over_and_uninstal
     let tenant = TestNamespace::create(&client, &env, "kennel-helm-tenant").await?;
     let image = operator_image()?;
     let watch = if cluster_wide() { String::new() } else { tenant.name.clone() };
+    let mut sets = local_values(&env, &image, &watch);
     if cluster_wide() {
-        adopt_existing_crds(&env, &system.name)?;
+        adopt_existing_objects(&env, &system.name, &sets)?;
     } else {
+        // Shared cluster objects stay as the other engineers' tests applied them.
+        sets.extend(["admission.install=false", "tenantRoles.install=false"].map(str::to_owned));
         let crds = repo_root().join("crds").display().to_string();
         kubectl_ok(&env, &["apply", "--server-side", "-f", crds.as_str()])?;
     }
-    let mut release = Release {
-        env: &env,
-        client: client.clone(),
-        namespace: system.name.clone(),
-        sets: local_values(&env, &image, &watch),
-    };
+    let mut release =
+        Release { env: &env, client: client.clone(), namespace: system.name.clone(), sets };
 
     release.helm("install", &[])?;
     println!("install: operator Ready after {:?}", release.rollout()?);
@@ -466,19 +465,23 @@ async fn release_installs_runs_a_gvisor_sandbox_upgrades_hands_over_and_uninstal
     check_uninstall_leaves_nothing(&env, &client, &system.name, &tenant.name, &name).await
 }
 
-/// A CRD applied earlier with kubectl becomes the release's: Helm adopts an existing
-/// object only when it carries the release's ownership metadata.
-fn adopt_existing_crds(env: &ClusterEnv, namespace: &str) -> Result<()> {
-    for crd in ["agentsandboxes.kennel.dev"] {
-        if kubectl(env, &["get", "crd", crd])?.success() {
-            kubectl_ok(
-                env,
-                &["label", "--overwrite", "crd", crd, "app.kubernetes.io/managed-by=Helm"],
-            )?;
-            let name = format!("meta.helm.sh/release-name={RELEASE}");
-            let ns = format!("meta.helm.sh/release-namespace={namespace}");
-            kubectl_ok(env, &["annotate", "--overwrite", "crd", crd, name.as_str(), ns.as_str()])?;
-        }
+/// Objects applied earlier with kubectl (the CRDs, admission policies and tenant roles
+/// that other tests apply) become the release's: Helm adopts an existing object only
+/// when it carries the release's ownership metadata.
+fn adopt_existing_objects(env: &ClusterEnv, namespace: &str, sets: &[String]) -> Result<()> {
+    let chart = chart();
+    let args = vec!["template", RELEASE, chart.as_str(), "--namespace", namespace];
+    let manifest = helm(&with_sets(args, sets))?;
+    let file = std::env::temp_dir().join(format!("kennel-adopt-{}.yaml", std::process::id()));
+    std::fs::write(&file, manifest)?;
+    let file_arg = file.display().to_string();
+    let existing = kubectl_ok(env, &["get", "-f", &file_arg, "-o", "name", "--ignore-not-found"]);
+    let _ = std::fs::remove_file(&file);
+    let name = format!("meta.helm.sh/release-name={RELEASE}");
+    let ns = format!("meta.helm.sh/release-namespace={namespace}");
+    for object in existing?.lines().filter(|l| !l.trim().is_empty()) {
+        kubectl_ok(env, &["label", "--overwrite", object, "app.kubernetes.io/managed-by=Helm"])?;
+        kubectl_ok(env, &["annotate", "--overwrite", object, name.as_str(), ns.as_str()])?;
     }
     Ok(())
 }
