@@ -438,6 +438,7 @@ async fn release_installs_runs_a_gvisor_sandbox_upgrades_hands_over_and_uninstal
     release.helm("install", &[])?;
     println!("install: operator Ready after {:?}", release.rollout()?);
 
+    let policy = govern_with_quota(&env, &client, &tenant.name).await?;
     let name = run_sandbox(&client, &tenant.name).await?;
 
     release.sets.push("logLevel=debug".to_owned());
@@ -462,7 +463,41 @@ async fn release_installs_runs_a_gvisor_sandbox_upgrades_hands_over_and_uninstal
         .await?;
 
     helm(&["uninstall", RELEASE, "--namespace", &system.name, "--wait", "--timeout=120s"])?;
-    check_uninstall_leaves_nothing(&env, &client, &system.name, &tenant.name, &name).await
+    let result =
+        check_uninstall_leaves_nothing(&env, &client, &system.name, &tenant.name, &name).await;
+    // The policy is cluster-scoped: never leave it behind, whatever happened.
+    let _ = kubectl(&env, &["delete", "sandboxpolicy", &policy, "--ignore-not-found"]);
+    result
+}
+
+/// A SandboxPolicy (cluster-scoped, selecting only this test's tenant namespace by a
+/// label) with a quota: the installed operator must realise it as a ResourceQuota,
+/// which proves the chart's RBAC for the tenant controller. Returns the policy's name.
+async fn govern_with_quota(env: &ClusterEnv, client: &Client, tenant: &str) -> Result<String> {
+    let policy = format!("helm-{tenant}");
+    kubectl_ok(
+        env,
+        &["label", "--overwrite", "namespace", tenant, &format!("kennel.dev/tenant={tenant}")],
+    )?;
+    let yaml = format!(
+        "apiVersion: kennel.dev/v1alpha1\nkind: SandboxPolicy\nmetadata: {{name: {policy}}}\n\
+         spec:\n  namespaceSelector:\n    matchLabels: {{kennel.dev/tenant: {tenant}}}\n\
+         \x20 quota: {{sandboxes: 5, cpu: '8', memory: 16Gi, ephemeralStorage: 20Gi}}\n"
+    );
+    let file = std::env::temp_dir().join(format!("{policy}.yaml"));
+    std::fs::write(&file, yaml)?;
+    let applied = kubectl_ok(env, &["apply", "-f", &file.display().to_string()]);
+    let _ = std::fs::remove_file(&file);
+    applied?;
+    let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), tenant);
+    let managed = ListParams::default().labels("app.kubernetes.io/managed-by=kennel");
+    let start = Instant::now();
+    while quotas.list(&managed).await?.items.is_empty() {
+        ensure!(start.elapsed() < Duration::from_secs(60), "no ResourceQuota from {policy}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    println!("policy: ResourceQuota in place after {:?}", start.elapsed());
+    Ok(policy)
 }
 
 /// Objects applied earlier with kubectl (the CRDs, admission policies and tenant roles
@@ -579,8 +614,10 @@ async fn check_uninstall_leaves_nothing(
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    // The quota belongs to the SandboxPolicy, which the kept CRD keeps: it stays, and
+    // goes with the namespace below.
     let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), tenant);
-    ensure!(quotas.list(&managed).await?.items.is_empty(), "quotas left in {tenant}");
+    ensure!(quotas.list(&managed).await?.items.len() == 1, "the policy's quota vanished");
     println!("uninstall: sandbox children gone {:?} after deleting the sandbox", start.elapsed());
 
     for ns in [tenant, system] {
