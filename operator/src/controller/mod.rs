@@ -155,9 +155,20 @@ pub async fn run(ctx: Arc<Context>, health: Arc<Health>, scope: Scope) -> Result
     ctx.metrics.watch_cache(store.clone());
     let ready = health.clone();
     tokio::spawn(async move {
-        if store.wait_until_ready().await.is_ok() {
-            ready.set_ready(true);
-            tracing::info!("watch caches synced, ready");
+        // A store's `wait_until_ready` wakes only the task that polled it last, and the
+        // controller's runner polls it too: re-poll until ready instead of waiting once.
+        // Taking the wake-up from the runner is harmless, as every watch event re-polls it.
+        loop {
+            match tokio::time::timeout(Duration::from_millis(250), store.wait_until_ready()).await
+            {
+                Ok(Ok(())) => {
+                    ready.set_ready(true);
+                    tracing::info!("watch caches synced, ready");
+                    break;
+                }
+                Ok(Err(_)) => break,
+                Err(_) => {}
+            }
         }
     });
     controller
