@@ -17,8 +17,9 @@ component_alive() {
 start_component() {
   local name="$1"; shift
   mkdir -p "$PID_DIR" "$LOG_DIR"
+  # 9>&-: the component must not inherit the cluster lock (lib.sh, cluster_lock).
   PATH="${COMPONENT_PATH:+$COMPONENT_PATH:}$PATH" setsid "$@" \
-    </dev/null >>"$LOG_DIR/$name.log" 2>&1 &
+    </dev/null >>"$LOG_DIR/$name.log" 2>&1 9>&- &
   echo $! >"$PID_DIR/$name.pid"
 }
 

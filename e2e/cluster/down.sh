@@ -31,7 +31,17 @@ remove_pods() {
 our_netns() {
   local db="$STATE_DIR/containerd/io.containerd.metadata.v1.bolt/meta.db"
   [[ -f "$db" ]] || return 0
-  grep -aoE '/var/run/netns/cni-[0-9a-f-]{36}' "$db" | sort -u | xargs -r -n1 basename
+  { grep -aoE '/var/run/netns/cni-[0-9a-f-]{36}' "$db" || true; } | sort -u | xargs -r -n1 basename
+}
+
+# Pod network namespaces that containerd's records no longer name (a state directory
+# replaced under a running cluster), recognised by an address in our pod network.
+orphan_pod_netns() {
+  local n prefix="${POD_CIDR%.*}."
+  for n in $(ip netns list 2>/dev/null | awk '/^cni-/ {print $1}'); do
+    ip -n "$n" -4 -o addr show 2>/dev/null | grep -q "inet ${prefix//./\\.}" && echo "$n"
+  done
+  return 0
 }
 
 kill_pod_processes() {
@@ -41,6 +51,21 @@ kill_pod_processes() {
   # shellcheck disable=SC2086
   kill -KILL $pids 2>/dev/null || true
   sleep 0.5
+}
+
+# Components without a pid file (a crashed script, or two ups that raced before the lock
+# existed), recognised by their command lines.
+kill_stray_components() {
+  local bins="kube-apiserver|kube-controller-manager|kube-scheduler|kubelet|kube-proxy|kube-router"
+  local pattern="^($CACHE_BIN/[^/ ]+/($bins) |etcd --name kennel --data-dir $STATE_DIR/"
+  pattern+="|containerd --config [^ ]*/e2e/\\.cluster/config/containerd\\.toml"
+  pattern+="|socat TCP-LISTEN:$API_PORT,bind=127\\.0\\.0\\.1,)"
+  local pids; pids="$(pgrep -f -- "$pattern" || true)"
+  [[ -n "$pids" ]] || return 0
+  say "stopping stray components: $(echo $pids)"
+  # shellcheck disable=SC2086
+  kill -KILL $pids 2>/dev/null || true
+  sleep 0.3
 }
 
 remove_mounts() {
@@ -121,6 +146,7 @@ remove_cgroups() {
 }
 
 main() {
+  cluster_lock
   mkdir -p "$LOG_DIR"
   say "stopping the cluster"
   local netns; netns="$(our_netns)"
@@ -130,7 +156,9 @@ main() {
   kill_pod_processes
   stop_components kube-scheduler kube-controller-manager apiserver-proxy kube-apiserver
   stop_component etcd
-  remove_mounts "$netns"
+  kill_stray_components
+  kill_pod_processes
+  remove_mounts "$netns $(orphan_pod_netns)"
   sweep_iptables iptables-save iptables-restore
   sweep_iptables ip6tables-save ip6tables-restore
   # Only when legacy tables exist: merely listing them would create them.

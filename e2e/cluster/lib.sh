@@ -70,3 +70,17 @@ crictl_bin() { printf '%s/crictl\n' "$(tool_cache_dir cri-tools "$(pinned_versio
 # The component processes, in start order; down.sh stops them in reverse.
 COMPONENTS=(etcd kube-apiserver apiserver-proxy kube-controller-manager kube-scheduler containerd
   kubelet kube-proxy kube-router)
+
+# Serialises cluster-up and cluster-down: several people (and their tests) share one
+# node, and a down racing an up leaves a half-built cluster. Waits up to 15 minutes (a
+# cold up builds for about 20); child scripts inherit the lock through the environment.
+cluster_lock() {
+  [[ -n "${KENNEL_CLUSTER_LOCK_HELD:-}" ]] && return 0
+  mkdir -p /run/lock
+  exec 9>/run/lock/kennel-cluster.lock
+  if ! flock -n 9; then
+    log "waiting for another cluster-up/cluster-down to finish"
+    flock -w 900 9 || die "another cluster-up/cluster-down still holds /run/lock/kennel-cluster.lock"
+  fi
+  export KENNEL_CLUSTER_LOCK_HELD=1
+}

@@ -102,6 +102,7 @@ main() {
   local start; start="$(now_ms)"
   mkdir -p "$CLUSTER_DIR" "$LOG_DIR" "$CONFIG_DIR"
   [[ $EUID -eq 0 ]] || die "run as root: the node needs mounts, namespaces and iptables"
+  cluster_lock
   install_system_packages
   "$HERE/build.sh"
   if already_up; then
