@@ -33,9 +33,23 @@ pub(crate) fn expires_at(
         errors.add("metadata.creationTimestamp", "is missing; the API server sets it");
         return None;
     };
+    // The spec's lifetime is judged even when an expiry is stored: a rejected sandbox
+    // stores a fallback expiry, which must not make its invalid lifetime valid later.
+    let computed = from_spec(created, absolute, ttl, config, errors);
     if let Some(stored) = sandbox.status.as_ref().and_then(|s| s.expires_at.as_ref()) {
         return from_time(stored, "status.expiresAt", errors);
     }
+    computed
+}
+
+/// The expiry the spec asks for: the absolute time, or creation plus the TTL or default.
+fn from_spec(
+    created: DateTime<Utc>,
+    absolute: Option<&Time>,
+    ttl: Option<&str>,
+    config: &Config,
+    errors: &mut Errors,
+) -> Option<DateTime<Utc>> {
     if let Some(absolute) = absolute {
         let at = from_time(absolute, "spec.lifetime.expiresAt", errors)?;
         if at < created {

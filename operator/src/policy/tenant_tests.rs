@@ -240,3 +240,32 @@ fn example_policy_parses_and_resolves() {
     assert_eq!(tenant.default_ttl, "30m");
     assert_eq!(tenant.quota.and_then(|q| q.sandboxes), Some(5));
 }
+
+#[test]
+fn zero_and_backwards_lifetimes_are_refused_under_a_tenant_policy() {
+    let policy = resolved("{namespaceSelector: {}, lifetime: {defaultTtl: 10m, maxTtl: 30m}}");
+    for spec in
+        ["image: x\nlifetime: {ttl: 0s}", "image: x\nlifetime: {expiresAt: '2001-01-01T00:00:00Z'}"]
+    {
+        let result = tenant::plan(&sandbox(spec), &config(), &Ok(policy.clone()));
+        assert!(result.is_err(), "{spec} was accepted: {result:?}");
+    }
+}
+
+#[test]
+fn a_stored_fallback_expiry_does_not_make_an_invalid_lifetime_valid() {
+    // A rejected sandbox gets a fallback `status.expiresAt`; its next reconcile must still
+    // refuse the lifetime it asked for.
+    let policy = resolved("{namespaceSelector: {}}");
+    for spec in
+        ["image: x\nlifetime: {ttl: 0s}", "image: x\nlifetime: {expiresAt: '2001-01-01T00:00:00Z'}"]
+    {
+        let mut sandbox = sandbox(spec);
+        sandbox.status = Some(crate::api::AgentSandboxStatus {
+            expires_at: Some(crate::policy::testing::time("2030-01-01T01:00:00Z")),
+            ..Default::default()
+        });
+        let result = tenant::plan(&sandbox, &config(), &Ok(policy.clone()));
+        assert!(result.is_err(), "{spec} was accepted once an expiry was stored");
+    }
+}
