@@ -140,6 +140,11 @@ fn install_admission(env: &ClusterEnv) -> Result<()> {
         env,
         &["apply", "--server-side", "--force-conflicts", "-f", &crds.to_string_lossy()],
     )?;
+    let roles = root.join("deploy/rbac/tenant-roles.yaml");
+    kubectl_ok(
+        env,
+        &["apply", "--server-side", "--force-conflicts", "-f", &roles.to_string_lossy()],
+    )?;
     let admission = root.join("deploy/admission");
     let read =
         |file: &str| std::fs::read_to_string(admission.join(file)).context("deploy/admission");

@@ -196,7 +196,7 @@ fn cases(env: &ClusterEnv) -> Vec<Case> {
         case(
             "env-duplicate",
             "the same env name twice",
-            "  env:\n  - {name: A, value: x}\n  - {name: A, value: y}\n",
+            "  env:\n  - {name: A, value: one}\n  - {name: A, value: two}\n",
             "spec.env[1].name",
         ),
         case("env-too-many", "129 env entries", &format!("  env:\n{many_env}"), "spec.env"),
@@ -453,15 +453,25 @@ pub async fn run(tenant: &Tenant) -> Result<Vec<Outcome>> {
         };
         outcomes.push(Outcome {
             ok: out.stderr.contains(&case.field),
+            message: excerpt(&out.stderr, &case.field),
             case: case.id,
             what: case.what,
             stage: stage.to_owned(),
             field: case.field,
-            message: first_line(&out.stderr),
         });
     }
     for case in admitted {
         outcomes.push(rejected(tenant, case).await?);
+    }
+    // The table stays the same from run to run: no namespace suffix, no creation time.
+    for outcome in &mut outcomes {
+        outcome.message = outcome.message.replace(tenant.ns(), "guard-matrix-<id>");
+        if let Some(at) = outcome.message.find("was created (") {
+            let from = at + "was created (".len();
+            if let Some(len) = outcome.message[from..].find(')') {
+                outcome.message.replace_range(from..from + len, "<creation time>");
+            }
+        }
     }
     Ok(outcomes)
 }
@@ -492,19 +502,17 @@ async fn rejected(tenant: &Tenant, case: Case) -> Result<Outcome> {
         }
         Err(error) => (false, "no verdict".to_owned(), error.to_string()),
     };
-    Ok(Outcome {
-        case: case.id,
-        what: case.what,
-        stage,
-        field: case.field,
-        message: first_line(&message),
-        ok,
-    })
+    let message = excerpt(&message, &case.field);
+    Ok(Outcome { case: case.id, what: case.what, stage, field: case.field, message, ok })
 }
 
-fn first_line(text: &str) -> String {
-    let line = text.trim().lines().next().unwrap_or_default();
-    let cut: String = line.chars().take(300).collect();
+/// The part of a refusal that names `field` (or its first line), short, table-safe.
+fn excerpt(text: &str, field: &str) -> String {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    // From the clause that names the field: after the `: ` before it, if any.
+    let at = flat.find(field).unwrap_or(0);
+    let start = flat[..at].rfind(": ").map_or(at, |colon| colon + 2);
+    let cut: String = flat[start..].chars().take(220).collect();
     cut.replace('|', "\\|")
 }
 
@@ -519,7 +527,7 @@ pub fn write_table(outcomes: &[Outcome]) -> Result<()> {
     let refused_at_apply = outcomes.iter().filter(|o| o.stage.starts_with("apply")).count();
     let mut table = format!(
         "{begin}\n{} cases: {} refused at `kubectl apply`, {} rejected by the operator, {} not \
-         refused with the field named.\n\n| # | Case | Tried | Stopped by | Field named | Message (first line) |\n|---|---|---|---|---|---|\n",
+         refused with the field named.\n\n| # | Case | Tried | Stopped by | Field named | Message, from the field named |\n|---|---|---|---|---|---|\n",
         outcomes.len(),
         refused_at_apply,
         outcomes.len() - refused_at_apply,
