@@ -109,9 +109,24 @@ async fn run(
         }
     };
     if let Some(pod) = pod {
-        record_observation(ctx, sandbox, &mut next, &observe::observe(&pod));
+        if deleted_while_live(&pod, &next) {
+            // The agent's exit is the deletion's doing, not its own: recording it as a
+            // finished agent would forbid the new Pod, so wait for this one to go instead.
+            let message = "the sandbox's Pod is being deleted from outside; it will be created \
+                           again once it is gone";
+            pending(&mut next, reason::POD_PENDING, message, generation);
+            action = Some(Action::requeue(Duration::from_secs(1)));
+        } else {
+            record_observation(ctx, sandbox, &mut next, &observe::observe(&pod));
+        }
     }
     Ok((next, action))
+}
+
+/// Whether someone deleted the sandbox's Pod while the agent had not finished. (Expiry and
+/// the sandbox's own deletion never reach this step.)
+fn deleted_while_live(pod: &k8s_openapi::api::core::v1::Pod, next: &AgentSandboxStatus) -> bool {
+    pod.metadata.deletion_timestamp.is_some() && !next.phase.is_some_and(Phase::is_finished)
 }
 
 /// Creates the Pod (policy first) unless the agent already finished, the runtime is
