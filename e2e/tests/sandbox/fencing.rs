@@ -88,7 +88,8 @@ async fn a_gvisor_sandbox_runs_with_only_its_workspace_and_tmp_writable_and_no_t
     Ok(())
 }
 
-#[tokio::test]
+// Multi-threaded: the test hosts' servers must accept while this thread blocks in exec.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sandbox_reaches_its_allowlisted_host_and_dns_but_not_other_hosts_or_the_api_server()
 -> Result<()> {
     let f = Fixture::new("asb-net").await?;
@@ -107,7 +108,7 @@ async fn a_sandbox_reaches_its_allowlisted_host_and_dns_but_not_other_hosts_or_t
     let policies = Api::<NetworkPolicy>::namespaced(f.client.clone(), f.ns());
     assert!(policies.get_opt("netbox").await?.is_some(), "the sandbox has no NetworkPolicy");
 
-    let probe = |addr: &str| format!("nc -w 2 {addr} {port} </dev/null");
+    let probe = |addr: &str| format!("timeout 5 nc -w 2 {addr} {port} </dev/null");
     let control_reach = sh(&f.env, f.ns(), "control", &probe(DENIED))?;
     assert!(control_reach.contains(&TestHosts::banner(DENIED)), "control: {control_reach}");
 
@@ -118,17 +119,23 @@ async fn a_sandbox_reaches_its_allowlisted_host_and_dns_but_not_other_hosts_or_t
     );
     // The enforcer programs rules asynchronously: measure how long the denied host stays
     // reachable after Running (printed), and require it closed within a bounded while.
+    // Known gap, reported: kube-router adds a new Pod to its policy sets on its next sync,
+    // so a just-Running sandbox can reach a denied host for about a second.
     let since_running = Instant::now();
     let mut first_blocked = None;
+    let mut reached = 0;
     for _ in 0..15 {
         let denied = run(&f, "netbox", &probe(DENIED))?;
         if !denied.stdout.contains(&TestHosts::banner(DENIED)) {
             first_blocked = Some(since_running.elapsed());
             break;
         }
+        reached += 1;
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    println!("denied host blocked {first_blocked:?} after the sandbox was Running");
+    println!(
+        "denied host: reached by {reached} probe(s) after Running, blocked from {first_blocked:?}"
+    );
     assert!(first_blocked.is_some(), "the non-allowlisted host stayed reachable for 15 s");
     let denied = run(&f, "netbox", &probe(DENIED))?;
     assert!(!denied.success(), "the non-allowlisted host answered: {denied:?}");
@@ -144,7 +151,7 @@ async fn a_sandbox_reaches_its_allowlisted_host_and_dns_but_not_other_hosts_or_t
         f.env.api_server_endpoint.rsplit_once(':').context("API_SERVER_ENDPOINT")?;
     let targets = [(f.env.api_server_service_ip.as_str(), "443"), (ip, api_port)];
     for (addr, p) in targets {
-        let connect = format!("nc -w 2 {addr} {p} </dev/null");
+        let connect = format!("timeout 5 nc -w 2 {addr} {p} </dev/null");
         let control = exec(&f.env, f.ns(), "control", None, &["sh", "-c", &connect])?;
         assert!(control.success(), "control pod cannot reach {addr}:{p}: {control:?}");
         let inside = run(&f, "netbox", &connect)?;

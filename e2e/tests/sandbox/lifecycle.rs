@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::{core::v1::Pod, events::v1::Event};
 use kennel::api::{AgentSandbox, Phase};
-use kennel_e2e::sandbox;
+use kennel_e2e::{operator::OperatorSettings, sandbox};
 use kube::{
     Api,
     api::{DeleteParams, ListParams},
@@ -69,8 +69,13 @@ async fn a_pod_deleted_from_outside_is_recreated_while_the_sandbox_lives() -> Re
 #[tokio::test]
 async fn a_sandbox_whose_runtime_class_is_missing_stays_pending_as_runtime_unavailable_without_a_pod()
 -> Result<()> {
-    let f = Fixture::new("asb-noruntime").await?;
-    sandbox::create(&f.client, f.ns(), &f.sleeper("vm", "  isolation: kata\n")).await?;
+    // The level is allowed, but this operator maps it to a class the cluster lacks (the
+    // default policy allows only gvisor, so `kata` would be refused before the lookup).
+    let missing = "kennel-e2e-missing";
+    let classes = [("gvisor".to_owned(), missing.to_owned())].into();
+    let settings = OperatorSettings { runtime_classes: Some(classes), ..Default::default() };
+    let f = Fixture::with("asb-noruntime", &settings).await?;
+    sandbox::create(&f.client, f.ns(), &f.sleeper("vm", "  isolation: gvisor\n")).await?;
     let pending = sandbox::wait_for(
         &f.client,
         f.ns(),
@@ -82,7 +87,7 @@ async fn a_sandbox_whose_runtime_class_is_missing_stays_pending_as_runtime_unava
     .await
     .context(f.log_hint())?;
     let ready = sandbox::condition(&pending, "Ready").context("no Ready condition")?;
-    assert!(ready.message.contains("kata"), "the message does not name the class: {ready:?}");
+    assert!(ready.message.contains(missing), "the message does not name the class: {ready:?}");
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(f.pods().get_opt("vm").await?.is_none(), "a Pod was created without its runtime");
     let later = sandbox::sandboxes(&f.client, f.ns()).get("vm").await?;
