@@ -11,6 +11,8 @@
 //!
 //! The matrix's table of cases and outcomes is written to `docs/security.md`.
 
+#[path = "guardrails/inside.rs"]
+mod inside;
 #[path = "guardrails/matrix.rs"]
 mod matrix;
 
