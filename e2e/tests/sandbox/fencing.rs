@@ -119,8 +119,6 @@ async fn a_sandbox_reaches_its_allowlisted_host_and_dns_but_not_other_hosts_or_t
     );
     // The enforcer programs rules asynchronously: measure how long the denied host stays
     // reachable after Running (printed), and require it closed within a bounded while.
-    // Known gap, reported: kube-router adds a new Pod to its policy sets on its next sync,
-    // so a just-Running sandbox can reach a denied host for about a second.
     let since_running = Instant::now();
     let mut first_blocked = None;
     let mut reached = 0;
