@@ -1,4 +1,4 @@
-//! AgentSandboxes from a test's point of view: apply one from inline YAML, wait for a
+//! `AgentSandbox` objects from a test's point of view: apply one from inline YAML, wait for a
 //! phase or any other state, and read its conditions.
 
 use std::time::Duration;
@@ -17,7 +17,7 @@ pub fn sandboxes(client: &Client, namespace: &str) -> Api<AgentSandbox> {
     Api::namespaced(client.clone(), namespace)
 }
 
-/// Creates an AgentSandbox from YAML (`metadata.name` and `spec`; the namespace is the
+/// Creates an `AgentSandbox` from YAML (`metadata.name` and `spec`; the namespace is the
 /// test's). Fails with the API server's message when the schema refuses it.
 pub async fn create(client: &Client, namespace: &str, yaml: &str) -> Result<AgentSandbox> {
     let mut sandbox: AgentSandbox =
@@ -102,13 +102,11 @@ pub async fn wait_until_gone(
 ) -> Result<()> {
     let api = sandboxes(client, namespace);
     let gone = await_condition(api.clone(), name, |s: Option<&AgentSandbox>| s.is_none());
-    match tokio::time::timeout(timeout, gone).await {
-        Ok(result) => result.map(|_| ()).context("failed to watch the sandbox"),
-        Err(_) => {
-            let last = api.get_opt(name).await.ok().flatten().and_then(|s| s.status);
-            bail!("sandbox {namespace}/{name} still exists after {timeout:?}; status: {last:#?}")
-        }
+    if let Ok(result) = tokio::time::timeout(timeout, gone).await {
+        return result.map(|_| ()).context("failed to watch the sandbox");
     }
+    let last = api.get_opt(name).await.ok().flatten().and_then(|s| s.status);
+    bail!("sandbox {namespace}/{name} still exists after {timeout:?}; status: {last:#?}")
 }
 
 /// Milliseconds since the epoch of a Kubernetes timestamp.

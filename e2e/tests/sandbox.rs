@@ -1,5 +1,5 @@
 //! End-to-end proof of the operator core on the local cluster: each test starts its own
-//! `kennel-operator` scoped to its own namespace, applies AgentSandboxes and checks, from
+//! `kennel-operator` scoped to its own namespace, applies `AgentSandbox` objects and checks, from
 //! the API and from inside the sandbox, what a tenant relies on. The cases live in
 //! `sandbox/`: `fencing` (what the agent can and cannot do), `expiry` (TTL, Retain, an
 //! operator restart) and `lifecycle` (recreation, refusals, finished agents, idleness).
@@ -25,7 +25,7 @@ use kennel_e2e::{
 use kube::{Api, Client};
 
 /// How long a gVisor sandbox may take to run on a busy two-core node.
-pub const START_TIMEOUT: Duration = Duration::from_secs(120);
+pub const START_TIMEOUT: Duration = Duration::from_mins(2);
 
 /// One test's world: its operator (dropped, so killed, first), namespace and client.
 pub struct Fixture {

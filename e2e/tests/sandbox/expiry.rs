@@ -24,7 +24,7 @@ async fn running(f: &Fixture, name: &str) -> Result<AgentSandbox> {
         .context(f.log_hint())
 }
 
-/// Waits until `name` has no NetworkPolicy; returns how long that took.
+/// Waits until `name` has no `NetworkPolicy`; returns how long that took.
 async fn policy_gone(f: &Fixture, name: &str, timeout: Duration) -> Result<Duration> {
     let api: Api<NetworkPolicy> = Api::namespaced(f.client.clone(), f.ns());
     let start = std::time::Instant::now();
@@ -82,7 +82,7 @@ async fn an_expired_sandbox_with_on_expiry_retain_stays_as_an_expired_record_wit
     check_lag("retain", expires_at, seen.await??);
 
     let expired =
-        sandbox::wait_for_phase(&f.client, f.ns(), "kept", Phase::Expired, Duration::from_secs(60))
+        sandbox::wait_for_phase(&f.client, f.ns(), "kept", Phase::Expired, Duration::from_mins(1))
             .await
             .context(f.log_hint())?;
     println!("retain: phase Expired {} ms after expiresAt", now_millis() - expires_at);
