@@ -40,7 +40,9 @@ for object in $("$KUBECTL" get -f "$manifest" -o name --ignore-not-found 2>/dev/
     "meta.helm.sh/release-namespace=$NAMESPACE" >/dev/null
 done
 
-"${helm[@]}" upgrade --install "$RELEASE" charts/kennel \
+# --force-conflicts: the adopted objects' fields belong to kubectl's field managers until
+# Helm's server-side apply takes them over.
+"${helm[@]}" upgrade --install "$RELEASE" charts/kennel --force-conflicts \
   --namespace "$NAMESPACE" --create-namespace "${values[@]}" "$@"
 deployment="$RELEASE"; [[ "$RELEASE" == *kennel* ]] || deployment="$RELEASE-kennel"
 "$KUBECTL" -n "$NAMESPACE" rollout status "deployment/$deployment" --timeout=180s

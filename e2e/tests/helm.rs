@@ -448,7 +448,9 @@ async fn release_installs_runs_a_gvisor_sandbox_upgrades_hands_over_and_uninstal
     let mut release =
         Release { env: &env, client: client.clone(), namespace: system.name.clone(), sets };
 
-    release.helm("install", &[])?;
+    // Adopted objects' fields belong to kubectl's field managers until Helm's server-side
+    // apply takes them over.
+    release.helm("install", if cluster_wide() { &["--force-conflicts"] } else { &[] })?;
     println!("install: operator Ready after {:?}", release.rollout()?);
 
     let mut cleanup =
