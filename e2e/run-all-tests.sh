@@ -23,6 +23,9 @@ cargo build -p kennel-operator
 # Three at a time: expiry lags stay within their 2 s bound on two cores.
 cargo test -p kennel-e2e --test sandbox -- --test-threads=3 --nocapture
 
+echo "== tenant guardrails: hostile-input matrix, quota, policy re-check, bypass, in-sandbox reach"
+cargo test -p kennel-e2e --test guardrails -- --test-threads=2 --nocapture
+
 # Keep this step last: it installs the operator cluster-wide through the chart, which
 # would reconcile the other tests' sandboxes. It builds the release image and Helm.
 echo "== Helm chart: lint, dry run, install, sandbox, upgrade, handover, uninstall"
