@@ -1,4 +1,4 @@
-//! The hostile-input matrix: malformed or hostile AgentSandbox specs, each of which must be
+//! The hostile-input matrix: malformed or hostile `AgentSandbox` specs, each of which must be
 //! refused by `kubectl apply` (schema, strict field validation or an admission policy) or
 //! end with `Accepted=False`, in both cases with a message naming the field.
 
@@ -76,7 +76,10 @@ fn cases(env: &ClusterEnv) -> Vec<Case> {
     let name_253 =
         format!("{}.{}.{}.{}", long_label('a'), long_label('b'), long_label('c'), "d".repeat(61));
     let name_254 = format!("{name_253}d");
-    let many_env: String = (0..129).map(|i| format!("  - {{name: V{i}, value: x}}\n")).collect();
+    let many_env = (0..129).fold(String::new(), |mut text, i| {
+        let _ = writeln!(text, "  - {{name: V{i}, value: x}}");
+        text
+    });
     let mut cases = vec![
         case(
             "hostpath-mount",

@@ -1,6 +1,6 @@
 //! The `ValidatingAdmissionPolicyBinding` of a `SandboxPolicy`: it makes the API server
 //! check sandboxes against that policy at `kubectl apply` time, through the
-//! `kennel-tenant-policy` ValidatingAdmissionPolicy shipped in `deploy/admission/`.
+//! `kennel-tenant-policy` `ValidatingAdmissionPolicy` shipped in `deploy/admission/`.
 //!
 //! The binding selects namespaces by the label the tenant reconciler writes on each
 //! namespace naming the policy that governs it, not by the policy's own selector: when two
@@ -26,7 +26,7 @@ use crate::{
     },
 };
 
-/// The ValidatingAdmissionPolicy that judges sandboxes against a `SandboxPolicy` param.
+/// The `ValidatingAdmissionPolicy` that judges sandboxes against a `SandboxPolicy` param.
 pub const TENANT_VAP: &str = "kennel-tenant-policy";
 /// Prefix of each policy's binding name.
 const BINDING_PREFIX: &str = "kennel-tenant-";

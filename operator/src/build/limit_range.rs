@@ -14,10 +14,10 @@ use crate::{
     config::{Amounts, Config},
 };
 
-/// Name of the LimitRange Kennel manages in each namespace with a quota.
+/// Name of the `LimitRange` Kennel manages in each namespace with a quota.
 pub const NAME: &str = "kennel-tenant-limits";
 
-/// The LimitRange of a namespace under `policy`: the operator's default requests and
+/// The `LimitRange` of a namespace under `policy`: the operator's default requests and
 /// limits for every container. Sandbox Pods always set both, so it never changes them.
 pub fn limit_range(namespace: &str, policy: &str, config: &Config) -> LimitRange {
     LimitRange {

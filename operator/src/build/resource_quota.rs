@@ -14,7 +14,7 @@ use crate::{api::policy::QuotaRules, build::labels};
 
 /// Name of the quota Kennel manages in each governed namespace.
 pub const NAME: &str = "kennel-tenant-quota";
-/// The quota key that counts AgentSandboxes: the API server refuses the create past it.
+/// The quota key that counts `AgentSandboxes`: the API server refuses the create past it.
 pub const SANDBOX_COUNT: &str = "count/agentsandboxes.kennel.dev";
 /// Label naming the `SandboxPolicy` a tenant object comes from.
 pub const POLICY_LABEL: &str = "kennel.dev/sandbox-policy";

@@ -8,8 +8,8 @@
 //! sandboxes that already exist (a running Pod is kept; its sandbox shows `Accepted=False`).
 //!
 //! Per namespace the reconciler: labels it with the governing policy's name (what that
-//! policy's ValidatingAdmissionPolicyBinding selects), server-side applies the
-//! ResourceQuota and LimitRange of the policy's quota, and deletes them when the namespace
+//! policy's `ValidatingAdmissionPolicyBinding` selects), server-side applies the
+//! `ResourceQuota` and `LimitRange` of the policy's quota, and deletes them when the namespace
 //! stops being governed or the quota is removed. Per policy it applies the binding, owned
 //! by the policy. Drift (someone deleting the quota) is repaired at the next periodic pass.
 
@@ -42,7 +42,7 @@ use crate::{
 };
 
 /// How often every namespace and binding is reconciled again when nothing changes.
-const RESYNC: Duration = Duration::from_secs(600);
+const RESYNC: Duration = Duration::from_mins(10);
 /// Field manager of the namespace label: separate, so it never touches other labels.
 const NAMESPACE_MANAGER: &str = "kennel-operator-tenant";
 
@@ -195,16 +195,13 @@ async fn reconcile_namespace(namespace: Arc<Namespace>, ctx: Arc<Context>) -> Re
         .and_then(|(quota, policy)| resource_quota::resource_quota(&name, policy, &quota));
     let quotas: Api<ResourceQuota> = Api::namespaced(ctx.client.clone(), &name);
     let ranges: Api<LimitRange> = Api::namespaced(ctx.client.clone(), &name);
-    match (quota, policy_name.as_deref()) {
-        (Some(quota), Some(policy)) => {
-            apply(&quotas, &quota).await?;
-            apply(&ranges, &limit_range::limit_range(&name, policy, &ctx.config)).await?;
-            tracing::debug!(policy, "tenant quota applied");
-        }
-        _ => {
-            delete_managed(&quotas, resource_quota::NAME).await?;
-            delete_managed(&ranges, limit_range::NAME).await?;
-        }
+    if let (Some(quota), Some(policy)) = (quota, policy_name.as_deref()) {
+        apply(&quotas, &quota).await?;
+        apply(&ranges, &limit_range::limit_range(&name, policy, &ctx.config)).await?;
+        tracing::debug!(policy, "tenant quota applied");
+    } else {
+        delete_managed(&quotas, resource_quota::NAME).await?;
+        delete_managed(&ranges, limit_range::NAME).await?;
     }
     Ok(Action::requeue(RESYNC))
 }
@@ -290,12 +287,14 @@ async fn reconcile_binding(
     Ok(Action::requeue(RESYNC))
 }
 
+#[allow(clippy::needless_pass_by_value)] // the signature kube-runtime's Controller::run takes
 fn error_policy(_: Arc<Namespace>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.record_error(error.category());
     tracing::warn!(error = error as &dyn std::error::Error, "tenant reconcile failed");
     Action::requeue(Duration::from_secs(10))
 }
 
+#[allow(clippy::needless_pass_by_value)] // the signature kube-runtime's Controller::run takes
 fn binding_error_policy(
     _: Arc<SandboxPolicy>,
     error: &Error,

@@ -52,7 +52,7 @@ pub struct TenantPolicy {
     pub allowed_cidrs: Vec<IpNet>,
     /// Ranges that stay closed, on top of the operator's.
     pub denied_cidrs: Vec<IpNet>,
-    /// ConfigMaps that may be mounted.
+    /// `ConfigMaps` that may be mounted.
     pub config_maps: MountSourceRule,
     /// Secrets that may be mounted.
     pub secrets: MountSourceRule,
@@ -62,7 +62,7 @@ pub struct TenantPolicy {
     pub allow_writable: bool,
     /// Mount paths the platform blocks, normalised, besides the credential locations.
     pub blocked_paths: Vec<String>,
-    /// Namespace totals, realised as a ResourceQuota.
+    /// Namespace totals, realised as a `ResourceQuota`.
     pub quota: Option<QuotaRules>,
 }
 

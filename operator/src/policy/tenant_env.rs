@@ -1,7 +1,7 @@
 //! Environment variable names that look like credentials, refused in every tenant.
 //!
 //! Sandboxes get no credentials through plain env: values are visible to anyone who can
-//! read the AgentSandbox, and an agent hands its env to every tool it runs. Names are
+//! read the `AgentSandbox`, and an agent hands its env to every tool it runs. Names are
 //! compared in upper case. The list (documented in `docs/security.md`):
 //! - exact: `TOKEN`, `SECRET`, `PASSWORD`, `PASSWD`, `API_KEY`, `APIKEY`,
 //!   `GITHUB_TOKEN`, `GH_TOKEN`, `GOOGLE_APPLICATION_CREDENTIALS`, `DOCKER_AUTH_CONFIG`,

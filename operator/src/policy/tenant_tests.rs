@@ -14,7 +14,7 @@ use crate::{
     },
 };
 
-/// A SandboxPolicy named `name` from the YAML of its spec.
+/// A `SandboxPolicy` named `name` from the YAML of its spec.
 fn policy(name: &str, spec_yaml: &str) -> SandboxPolicy {
     let text = format!(
         "apiVersion: kennel.dev/v1alpha1\nkind: SandboxPolicy\nmetadata: {{name: {name}}}\n\
