@@ -122,19 +122,31 @@ sweep_ipsets() {
   done
 }
 
-# Shim sockets nobody listens on any more (containerd 1.6 cannot move them out of
-# /run/containerd/s), and that tree itself when cluster-up created it.
-remove_shim_sockets() {
-  local dir=/run/containerd/s f listening
+# What containerd 1.6, libcni and the kubelet leave in fixed host paths: stale shim
+# sockets in /run/containerd/s, libcni's cached results for our network, the kubelet's
+# log links; and each of those paths entirely when cluster-up brought it into being.
+remove_hardcoded_path_leftovers() {
+  local dir=/run/containerd/s f listening p
   if [[ -d "$dir" ]]; then
     listening="$(ss -xlH 2>/dev/null | awk '{print $5}')"
     for f in "$dir"/*; do
-      [[ -S "$f" ]] && ! grep -qxF "$f" <<<"$listening" && rm -f "$f"
+      if [[ -S "$f" ]] && ! grep -qxF "$f" <<<"$listening"; then rm -f "$f"; fi
     done
   fi
-  if [[ -f "$RUN_DIR/created-run-containerd" ]]; then
-    rmdir "$dir" /run/containerd/runc/k8s.io /run/containerd/runc /run/containerd 2>/dev/null || true
-  fi
+  # libcni names cached results NETWORK-SANDBOX-IFNAME; containerd's loopback network is
+  # cni-loopback, ours is kennel.
+  for f in /var/lib/cni/results/kennel-*-eth0; do
+    [[ -e "$f" ]] || continue
+    p="${f#/var/lib/cni/results/kennel-}"
+    rm -f "$f" "/var/lib/cni/results/cni-loopback-${p%-eth0}-lo"
+  done
+  find /var/log/containers -maxdepth 1 -lname "$STATE_DIR/*" -delete 2>/dev/null || true
+  [[ -f "$RUN_DIR/created-paths" ]] || return 0
+  while read -r p; do
+    case "$p" in
+      /run/containerd|/var/lib/cni|/var/lib/kubelet|/var/log/containers) rm -rf "$p" ;;
+    esac
+  done <"$RUN_DIR/created-paths"
 }
 
 remove_cgroups() {
@@ -170,8 +182,7 @@ main() {
   ip link delete "$BRIDGE" 2>/dev/null || true
   "$HERE/test-hosts.sh" down
   remove_cgroups
-  remove_shim_sockets
-  find /var/log/containers -maxdepth 1 -lname "$STATE_DIR/*" -delete 2>/dev/null || true
+  remove_hardcoded_path_leftovers
   rm -rf "$STATE_DIR" "$RUN_DIR" "$CLUSTER_DIR/kubeconfig" "$CLUSTER_DIR/env"
   say "cluster down"
 }

@@ -51,6 +51,10 @@ pinned_version() {
     "$TOOLS_DIR/$tool/go.mod"
 }
 
+# Host paths that containerd 1.6, libcni and the kubelet use whatever they are told:
+# cluster-up records which of them it brings into being, and cluster-down removes those.
+HARDCODED_PATHS=(/run/containerd /var/lib/cni /var/lib/kubelet /var/log/containers)
+
 CONFIG_DIR="$CLUSTER_DIR/config"
 LOG_DIR="$CLUSTER_DIR/logs"
 PID_DIR="$RUN_DIR/pids"

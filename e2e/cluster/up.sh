@@ -114,9 +114,8 @@ main() {
   mkdir -p "$STATE_DIR" "$RUN_DIR" "$PID_DIR" "$CONFIG_DIR"
   echo "$REPO_DIR" >"$RUN_DIR/checkout"
   nft list tables >"$RUN_DIR/nft-tables.before" 2>/dev/null || true
-  # containerd 1.6 always puts shim sockets in /run/containerd/s; note whether that tree
-  # is ours to remove again.
-  [[ -e /run/containerd ]] || touch "$RUN_DIR/created-run-containerd"
+  local p
+  for p in "${HARDCODED_PATHS[@]}"; do [[ -e "$p" ]] || echo "$p"; done >"$RUN_DIR/created-paths"
   create_bridge
   make_pki
   write_kubeconfig "$KUBECONFIG_FILE" "https://127.0.0.1:$API_PORT" admin
