@@ -53,7 +53,7 @@ impl TestNamespace {
     }
 }
 
-/// Pods cannot be created in a namespace until its `default` ServiceAccount exists.
+/// Pods cannot be created in a namespace until its `default` `ServiceAccount` exists.
 async fn wait_for_default_service_account(client: &Client, namespace: &str) -> Result<()> {
     use k8s_openapi::api::core::v1::ServiceAccount;
     let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);

@@ -1,6 +1,6 @@
 //! Building small test pods and waiting for them.
 
-use std::time::Duration;
+use std::{fmt::Write as _, time::Duration};
 
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
@@ -88,9 +88,9 @@ pub fn describe(pod: &Pod) -> String {
     for c in status.container_statuses.iter().flatten() {
         if let Some(w) = c.state.as_ref().and_then(|s| s.waiting.as_ref()) {
             let reason = w.reason.as_deref().unwrap_or("waiting");
-            out.push_str(&format!("; {} {reason}", c.name));
+            let _ = write!(out, "; {} {reason}", c.name);
             if let Some(m) = &w.message {
-                out.push_str(&format!(": {m}"));
+                let _ = write!(out, ": {m}");
             }
         }
     }

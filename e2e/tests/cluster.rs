@@ -1,5 +1,5 @@
 //! End-to-end tests of the local cluster itself: the node, DNS, Services, both runtime
-//! handlers and NetworkPolicy enforcement. Each test owns a namespace and proves one
+//! handlers and `NetworkPolicy` enforcement. Each test owns a namespace and proves one
 //! behaviour the operator's own tests rely on. Run with `make test-cluster`.
 
 use std::{
@@ -184,13 +184,13 @@ async fn a_two_container_gvisor_pod_shares_its_volume_and_supports_logs_and_exec
 #[tokio::test]
 async fn a_default_deny_egress_policy_blocks_a_gvisor_pods_connection_that_worked_before()
 -> Result<()> {
-    default_deny_egress_blocks_a_working_connection("gvisor").await
+    Box::pin(default_deny_egress_blocks_a_working_connection("gvisor")).await
 }
 
 #[tokio::test]
 async fn a_default_deny_egress_policy_blocks_a_runc_pods_connection_that_worked_before()
 -> Result<()> {
-    default_deny_egress_blocks_a_working_connection("runc").await
+    Box::pin(default_deny_egress_blocks_a_working_connection("runc")).await
 }
 
 /// A pod under `runtime` reaches a server on the node; once a default-deny egress policy
@@ -217,7 +217,10 @@ async fn default_deny_egress_blocks_a_working_connection(runtime: &str) -> Resul
     // The enforcer applies policies asynchronously; give it a bounded while.
     let blocked = retry(30, || {
         let out = exec(&env, &ns.name, "agent", None, &["sh", "-c", &probe])?;
-        if out.stdout.contains("reached-node-server") { bail!("still connected") } else { Ok(()) }
+        if out.stdout.contains("reached-node-server") {
+            bail!("still connected");
+        }
+        Ok(())
     })
     .await;
     drop(server);
