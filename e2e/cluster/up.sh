@@ -106,6 +106,7 @@ main() {
   install_system_packages
   "$HERE/build.sh"
   if already_up; then
+    "$HERE/test-hosts.sh" up
     log "cluster already up (KUBECONFIG=$KUBECONFIG_FILE)"
     return
   fi
@@ -128,10 +129,10 @@ main() {
   start_kube_router
   wait_for_cluster_ready
   write_env_file
+  "$HERE/test-hosts.sh" up   # addresses the e2e tests serve on (outside every cluster range)
   log "cluster up: start $(( ($(now_ms) - boot) / 1000 )) s, total with builds and checks $(( ($(now_ms) - start) / 1000 )) s"
   print_memory
   log "KUBECONFIG=$KUBECONFIG_FILE  (env: $CLUSTER_DIR/env)"
 }
 
 main "$@"
-"$HERE/test-hosts.sh" up   # addresses the e2e tests serve on (outside every cluster range)
