@@ -36,7 +36,7 @@ ls -l /inputs | sed 's/^/  /'
 echo
 echo "== what a confused or hostile agent tries next"
 attempt "write to the read-only inputs" sh -c 'echo pwned > /inputs/agent.sh'
-attempt "write outside the workspace (/usr/bin)" touch /usr/bin/backdoor
+attempt "write outside the workspace (/bin)" touch /bin/backdoor
 attempt "read a service-account token" cat /var/run/secrets/kubernetes.io/serviceaccount/token
 attempt "call the API server by Service IP ($API_SERVICE:443)" nc -w 3 "$API_SERVICE" 443
 attempt "call the API server by endpoint ($API_ENDPOINT)" nc -w 3 ${API_ENDPOINT%:*} ${API_ENDPOINT#*:}
