@@ -89,7 +89,7 @@ pub async fn run(client: &Client, env: &ClusterEnv, settings: &Settings) -> Resu
 
 /// Waits for the `count`th Pod to run; returns its start-up in milliseconds.
 async fn started(timeline: &PodTimeline, count: usize, start: f64) -> Result<f64> {
-    timeline.wait_for("Running", count, Duration::from_mins(2), |t| t.running.is_some()).await?;
+    timeline.wait_for("Running", count, Duration::from_mins(3), |t| t.running.is_some()).await?;
     let latest = timeline.snapshot().values().filter_map(|t| t.running).fold(0.0, f64::max);
     Ok((latest - start) * 1e3)
 }

@@ -55,6 +55,9 @@ pub struct KennelRun {
     pub requests: apiserver::RequestDelta,
     /// `requests.per_object` minus the floor's: what the operator adds per sandbox.
     pub requests_over_floor_per_sandbox: f64,
+    /// What did not happen in time (empty when the run is complete); figures that depend
+    /// on it cover only the sandboxes that got there.
+    pub shortfalls: Vec<String>,
     /// `kennel_reconcile_total` at the end.
     pub reconciles: f64,
     /// `kennel_reconcile_errors_total` at the end (all categories).
@@ -158,7 +161,7 @@ pub async fn run(
     let expires_at = expiry_instant(floor, settings);
 
     let burst = burst(&sandboxes, settings, &op, &timeline, expires_at.clone()).await?;
-    say(&format!("kennel: {} sandboxes Running; idle window", settings.n));
+    say("kennel: burst done; idle window");
     let idle = idle_window(client, namespace, settings, expires_at.1).await?;
     let steady = op.last_sample();
     say("kennel: waiting for the mass expiry");
@@ -189,11 +192,12 @@ pub async fn run(
     Ok(run)
 }
 
-/// One instant for all, as RFC 3339 and epoch seconds: after the burst (allowing four
-/// times the floor's), the wait for Running and the idle window. The spec is immutable,
-/// so it is fixed before the first sandbox is applied.
+/// One instant for all, as RFC 3339 and epoch seconds: after the burst (allowing fifteen
+/// times the floor's, at least 90 s), the wait for Running and the idle window. The spec
+/// is immutable, so it is fixed before the first sandbox is applied; a generous margin
+/// only delays the expiry phase, a short one aborts the run.
 fn expiry_instant(floor: &Floor, settings: &Settings) -> (String, f64) {
-    let margin = (4.0 * floor.burst_s).max(30.0) + 20.0 + f64::from(settings.idle_secs) + 10.0;
+    let margin = (15.0 * floor.burst_s).max(90.0) + 20.0 + f64::from(settings.idle_secs) + 10.0;
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let at = (now() + margin).ceil() as u64;
     #[allow(clippy::cast_precision_loss)]
@@ -206,6 +210,7 @@ struct Burst {
     created: HashMap<String, PodTimes>,
     start: ResourceSample,
     running: ResourceSample,
+    shortfalls: Vec<String>,
 }
 
 /// Applies every sandbox and waits until each Pod is Running and each status says so.
@@ -221,12 +226,23 @@ async fn burst(
         .collect::<Result<Vec<_>>>()?;
     let start = op.last_sample();
     let applied = workload::burst(sandboxes, objects, settings.concurrency).await?;
-    let left = || Duration::from_secs_f64((expires_at - now() - 5.0).max(1.0));
-    timeline.wait_for("created", settings.n, left(), |t| t.created.is_some()).await?;
+    // Waits stop early enough to leave the idle window its room before expiry.
+    let reserve = f64::from(settings.idle_secs) + 15.0;
+    let left = || Duration::from_secs_f64((expires_at - now() - reserve).max(1.0));
+    let mut shortfalls = Vec::new();
+    let created = timeline.wait_for("created", settings.n, left(), |t| t.created.is_some()).await;
+    shortfalls.extend(created.err().map(|e| e.to_string()));
     let created = timeline.snapshot();
-    timeline.wait_for("Running", settings.n, left(), |t| t.running.is_some()).await?;
-    wait_for_phase(sandboxes, settings.n, Phase::Running, expires_at - 5.0).await?;
-    Ok(Burst { applied, created, start, running: op.last_sample() })
+    let running = timeline.wait_for("Running", settings.n, left(), |t| t.running.is_some()).await;
+    shortfalls.extend(running.err().map(|e| e.to_string()));
+    if shortfalls.is_empty() {
+        let phase = wait_for_phase(sandboxes, settings.n, Phase::Running, expires_at - 5.0).await;
+        shortfalls.extend(phase.err().map(|e| e.to_string()));
+    }
+    for shortfall in &shortfalls {
+        say(&format!("kennel: WARNING: {shortfall}; the run goes on, its figures are partial"));
+    }
+    Ok(Burst { applied, created, start, running: op.last_sample(), shortfalls })
 }
 
 /// Waits for the expiry, then until every Pod and sandbox is gone. Returns the operator's
@@ -241,7 +257,10 @@ async fn expire(
     tokio::time::sleep(Duration::from_secs_f64((expires_at - now()).max(0.0))).await;
     let before_expiry = op.last_sample();
     let wait = Duration::from_mins(3);
-    timeline.wait_for("gone after expiry", settings.n, wait, |t| t.gone.is_some()).await?;
+    let gone = timeline.wait_for("gone after expiry", settings.n, wait, |t| t.gone.is_some()).await;
+    if let Err(shortfall) = gone {
+        say(&format!("kennel: WARNING: {shortfall}"));
+    }
     wait_until_empty(sandboxes, Duration::from_mins(2)).await?;
     let all_gone = now() - expires_at;
     // The operator's last Events and deletes land before the API server is scraped.
@@ -289,7 +308,7 @@ fn assemble(
     let first = burst.applied.values().copied().fold(f64::INFINITY, f64::min);
     let last = burst.created.values().filter_map(|t| t.created).fold(0.0, f64::max);
     #[allow(clippy::cast_precision_loss)]
-    let throughput = settings.n as f64 / (last - first).max(1e-3);
+    let throughput = created.len() as f64 / (last - first).max(1e-3);
     let expiry_lag = after_expiry(|t| t.deleting);
     let (start, running) = (burst.start, burst.running);
     KennelRun {
@@ -310,6 +329,7 @@ fn assemble(
         operator: cost(settings, &m, start, running),
         idle,
         requests_over_floor_per_sandbox: round2(m.requests.per_object - floor.requests.per_object),
+        shortfalls: burst.shortfalls.clone(),
         reconciles: prom::total(&m.metrics, "kennel_reconcile_total"),
         reconcile_errors: prom::total(&m.metrics, "kennel_reconcile_errors_total"),
         requests: m.requests,

@@ -82,13 +82,16 @@ async fn main() -> Result<()> {
     ));
 
     let simulated = simulated(&client, &env, &settings).await?;
-    let real = if settings.gvisor_n > 0 {
-        Some(gvisor::run(&client, &env, &settings).await?)
-    } else {
-        None
-    };
-    let results = report::Results::new(&settings, simulated, real);
+    // The simulated figures are written first: the real node's phase cannot lose them.
+    let mut results = report::Results::new(&settings, simulated, None);
     report::write(&results)?;
+    if settings.gvisor_n > 0 {
+        match gvisor::run(&client, &env, &settings).await {
+            Ok(real) => results.real_node = Some(real),
+            Err(error) => say(&format!("bench: WARNING: the real-node phase failed: {error:#}")),
+        }
+        report::write(&results)?;
+    }
     say(&report::summary(&results));
     Ok(())
 }

@@ -169,6 +169,9 @@ pub fn table(r: &Results) -> String {
     for [name, kennel, floor, target] in latency_rows(r).into_iter().chain(cost_rows(r)) {
         let _ = writeln!(out, "| {name} | {kennel} | {floor} | {target} |");
     }
+    for shortfall in &k.shortfalls {
+        let _ = writeln!(out, "\n**Incomplete run:** {shortfall}; figures cover what got there.");
+    }
     out.push_str("\nAPI requests per sandbox in Kennel's run, by resource and verb ");
     out.push_str("(all components):\n\n| Request | Per sandbox |\n|---|---|\n");
     for (key, per) in k.requests.breakdown.iter().take(14) {

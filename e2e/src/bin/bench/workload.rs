@@ -10,7 +10,10 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use futures::{StreamExt, TryStreamExt, stream};
-use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use k8s_openapi::{
+    api::core::v1::{Pod, ServiceAccount},
+    apimachinery::pkg::apis::meta::v1::Time,
+};
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::{ListParams, PostParams, WatchEvent, WatchParams},
@@ -59,6 +62,7 @@ pub fn bare_pod(sandbox: &AgentSandbox, namespace: &str, config: &Config) -> Res
     let mut sandbox = sandbox.clone();
     sandbox.metadata.namespace = Some(namespace.to_owned());
     sandbox.metadata.uid = Some("00000000-0000-0000-0000-000000000000".to_owned());
+    sandbox.metadata.creation_timestamp = Some(Time(jiff::Timestamp::now()));
     let plan = kennel::policy::validate::plan(&sandbox, config)
         .map_err(|rejection| anyhow::anyhow!("the benchmark sandbox is invalid: {rejection}"))?;
     let owner = kennel::build::owner_reference(&sandbox).context("sandbox without uid")?;
