@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use k8s_openapi::api::{core::v1::Pod, events::v1::Event};
+use k8s_openapi::api::{core::v1::Pod, events::v1::Event, networking::v1::NetworkPolicy};
 use kennel::api::{AgentSandbox, Phase};
 use kennel_e2e::{operator::OperatorSettings, sandbox};
 use kube::{
@@ -174,6 +174,9 @@ async fn an_idle_running_sandbox_causes_no_writes() -> Result<()> {
         .await
         .context(f.log_hint())?;
     let before = settled.metadata.resource_version.clone();
+    let policies: Api<NetworkPolicy> = Api::namespaced(f.client.clone(), f.ns());
+    let policy_before = policies.get("idle").await?.metadata;
+    let pod_before = f.pods().get("idle").await?.metadata.resource_version;
     tokio::time::sleep(Duration::from_secs(10)).await;
     let after = sandbox::sandboxes(&f.client, f.ns()).get("idle").await?;
     assert_eq!(
@@ -181,5 +184,15 @@ async fn an_idle_running_sandbox_causes_no_writes() -> Result<()> {
         "an idle sandbox was written: {:#?} became {:#?}",
         settled.status, after.status
     );
+    // The children count too: a policy rewritten on every reconcile wakes the controller
+    // again through its watch, which turns into a write loop.
+    let policy_after = policies.get("idle").await?.metadata;
+    assert_eq!(
+        (policy_after.resource_version, policy_after.generation),
+        (policy_before.resource_version, policy_before.generation),
+        "an idle sandbox's NetworkPolicy was written"
+    );
+    let pod_after = f.pods().get("idle").await?.metadata.resource_version;
+    assert_eq!(pod_after, pod_before, "an idle sandbox's Pod was written");
     Ok(())
 }

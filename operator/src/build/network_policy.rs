@@ -38,8 +38,11 @@ pub fn network_policy(plan: &SandboxPlan, owners: Vec<OwnerReference>) -> Networ
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(match_labels(labels::selector_labels(plan))),
             policy_types: Some(vec!["Ingress".to_owned(), "Egress".to_owned()]),
-            // Present and empty: no ingress is allowed at all.
-            ingress: Some(Vec::new()),
+            // `Ingress` in policyTypes with no rules: no ingress is allowed at all. The rules
+            // are left out rather than sent empty: the API server stores `[]` as absent but
+            // still counts `[]` against absent as a spec change, so every apply would bump
+            // the generation, emit a watch event and trigger the next reconcile, forever.
+            ingress: None,
             egress: Some(egress),
         }),
     }
@@ -112,7 +115,7 @@ mod tests {
             )])
         );
         assert_eq!(spec.policy_types, Some(vec!["Ingress".into(), "Egress".into()]));
-        assert_eq!(spec.ingress, Some(vec![]));
+        assert_eq!(spec.ingress, None, "no ingress rules at all");
     }
 
     #[test]

@@ -159,8 +159,7 @@ pub async fn run(ctx: Arc<Context>, health: Arc<Health>, scope: Scope) -> Result
         // controller's runner polls it too: re-poll until ready instead of waiting once.
         // Taking the wake-up from the runner is harmless, as every watch event re-polls it.
         loop {
-            match tokio::time::timeout(Duration::from_millis(250), store.wait_until_ready()).await
-            {
+            match tokio::time::timeout(Duration::from_millis(250), store.wait_until_ready()).await {
                 Ok(Ok(())) => {
                     ready.set_ready(true);
                     tracing::info!("watch caches synced, ready");

@@ -13,9 +13,9 @@ pub mod tenant_env;
 pub mod validate;
 
 #[cfg(test)]
-pub(crate) mod testing;
-#[cfg(test)]
 mod tenant_tests;
+#[cfg(test)]
+pub(crate) mod testing;
 #[cfg(test)]
 mod validate_tests;
 
