@@ -92,7 +92,7 @@ pub struct Expiry {
     /// The operator's `kennel_sandbox_expiry_lag_seconds`, p50 and p99 in ms.
     pub metric_lag_ms: (Option<f64>, Option<f64>),
     /// Seconds from `expiresAt` until every sandbox object was gone.
-    pub all_sandboxes_gone_s: f64,
+    pub all_sandboxes_gone_s: Option<f64>,
 }
 
 /// The operator's cost.
@@ -165,8 +165,8 @@ pub async fn run(
     let idle = idle_window(client, namespace, settings, expires_at.1).await?;
     let steady = op.last_sample();
     say("kennel: waiting for the mass expiry");
-    let (before_expiry, all_gone) =
-        expire(&sandboxes, settings, &op, &timeline, expires_at.1).await?;
+    let (before_expiry, all_gone, expiry_shortfalls) =
+        expire(&sandboxes, settings, &op, &timeline, expires_at.1).await;
     let after = apiserver::scrape(client).await?;
     let measured = Measured {
         baseline,
@@ -179,6 +179,7 @@ pub async fn run(
         requests: before.delta(&after, settings.n),
         times: timeline.snapshot(),
         all_gone,
+        expiry_shortfalls,
     };
     op.stop();
     let run = assemble(settings, floor, expires_at, burst, idle, measured);
@@ -253,19 +254,21 @@ async fn expire(
     op: &Operator,
     timeline: &PodTimeline,
     expires_at: f64,
-) -> Result<(ResourceSample, f64)> {
+) -> (ResourceSample, Option<f64>, Vec<String>) {
     tokio::time::sleep(Duration::from_secs_f64((expires_at - now()).max(0.0))).await;
     let before_expiry = op.last_sample();
     let wait = Duration::from_mins(3);
     let gone = timeline.wait_for("gone after expiry", settings.n, wait, |t| t.gone.is_some()).await;
-    if let Err(shortfall) = gone {
+    let mut shortfalls: Vec<String> = gone.err().map(|e| e.to_string()).into_iter().collect();
+    let empty = wait_until_empty(sandboxes, Duration::from_mins(2)).await;
+    let all_gone = empty.is_ok().then(|| round2(now() - expires_at));
+    shortfalls.extend(empty.err().map(|e| e.to_string()));
+    for shortfall in &shortfalls {
         say(&format!("kennel: WARNING: {shortfall}"));
     }
-    wait_until_empty(sandboxes, Duration::from_mins(2)).await?;
-    let all_gone = now() - expires_at;
     // The operator's last Events and deletes land before the API server is scraped.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    Ok((before_expiry, all_gone))
+    (before_expiry, all_gone, shortfalls)
 }
 
 /// What was read once the sandboxes were gone.
@@ -279,7 +282,8 @@ struct Measured {
     metrics: String,
     requests: apiserver::RequestDelta,
     times: HashMap<String, PodTimes>,
-    all_gone: f64,
+    all_gone: Option<f64>,
+    expiry_shortfalls: Vec<String>,
 }
 
 fn assemble(
@@ -324,12 +328,12 @@ fn assemble(
             lag_to_delete_requested: Summary::of(&expiry_lag),
             lag_to_pod_gone: Summary::of(&after_expiry(|t| t.gone)),
             metric_lag_ms: quantiles("kennel_sandbox_expiry_lag_seconds"),
-            all_sandboxes_gone_s: round2(m.all_gone),
+            all_sandboxes_gone_s: m.all_gone,
         },
         operator: cost(settings, &m, start, running),
         idle,
         requests_over_floor_per_sandbox: round2(m.requests.per_object - floor.requests.per_object),
-        shortfalls: burst.shortfalls.clone(),
+        shortfalls: burst.shortfalls.iter().chain(&m.expiry_shortfalls).cloned().collect(),
         reconciles: prom::total(&m.metrics, "kennel_reconcile_total"),
         reconcile_errors: prom::total(&m.metrics, "kennel_reconcile_errors_total"),
         requests: m.requests,
