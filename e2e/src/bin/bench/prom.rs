@@ -66,7 +66,8 @@ pub fn histogram(text: &str, name: &str) -> Vec<(f64, f64)> {
 
 /// The value of a counter or gauge without labels (or the sum over its label sets).
 pub fn total(text: &str, name: &str) -> f64 {
-    samples(text, name).iter().filter(|s| s.name == name).map(|s| s.value).sum()
+    // An empty float sum is -0.0; adding 0.0 makes "no samples" print as 0.
+    samples(text, name).iter().filter(|s| s.name == name).map(|s| s.value).sum::<f64>() + 0.0
 }
 
 #[cfg(test)]
