@@ -1,6 +1,6 @@
 //! Pod create-to-Running latency on the local cluster, per runtime handler.
 //!
-//! Creates pods one after another (default 20 per RuntimeClass, `runc` and `gvisor`),
+//! Creates pods one after another (default 20 per `RuntimeClass`, `runc` and `gvisor`),
 //! times each from the create call to the watch event that shows phase `Running`, and
 //! prints p50, p90 and max. Run with `make cluster-up` first:
 //! `e2e/cluster/pod-startup-bench.sh [COUNT]`.
