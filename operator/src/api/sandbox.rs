@@ -8,14 +8,20 @@ use serde::{Deserialize, Serialize};
 /// and `expiresAt` is computed once from the lifetime. Only `network` may change.
 const IMMUTABLE_SPEC: &str = "self.image == oldSelf.image \
     && self.isolation == oldSelf.isolation \
-    && has(self.command) == has(oldSelf.command) && (!has(self.command) || self.command == oldSelf.command) \
+    && has(self.command) == has(oldSelf.command) \
+    && (!has(self.command) || self.command == oldSelf.command) \
     && has(self.args) == has(oldSelf.args) && (!has(self.args) || self.args == oldSelf.args) \
     && has(self.env) == has(oldSelf.env) && (!has(self.env) || self.env == oldSelf.env) \
-    && has(self.workingDir) == has(oldSelf.workingDir) && (!has(self.workingDir) || self.workingDir == oldSelf.workingDir) \
-    && has(self.resources) == has(oldSelf.resources) && (!has(self.resources) || self.resources == oldSelf.resources) \
-    && has(self.workspace) == has(oldSelf.workspace) && (!has(self.workspace) || self.workspace == oldSelf.workspace) \
-    && has(self.mounts) == has(oldSelf.mounts) && (!has(self.mounts) || self.mounts == oldSelf.mounts) \
-    && has(self.lifetime) == has(oldSelf.lifetime) && (!has(self.lifetime) || self.lifetime == oldSelf.lifetime)";
+    && has(self.workingDir) == has(oldSelf.workingDir) \
+    && (!has(self.workingDir) || self.workingDir == oldSelf.workingDir) \
+    && has(self.resources) == has(oldSelf.resources) \
+    && (!has(self.resources) || self.resources == oldSelf.resources) \
+    && has(self.workspace) == has(oldSelf.workspace) \
+    && (!has(self.workspace) || self.workspace == oldSelf.workspace) \
+    && has(self.mounts) == has(oldSelf.mounts) \
+    && (!has(self.mounts) || self.mounts == oldSelf.mounts) \
+    && has(self.lifetime) == has(oldSelf.lifetime) \
+    && (!has(self.lifetime) || self.lifetime == oldSelf.lifetime)";
 
 /// An AgentSandbox runs one AI coding agent in a disposable Pod under a sandboxing runtime
 /// (gVisor by default), with a default-deny network, read-only inputs, a size-limited

@@ -161,7 +161,8 @@ fn egress_must_lie_inside_allowed_ranges_and_outside_denied_ones() {
 #[test]
 fn denied_ranges_are_carved_out_of_wider_entries() {
     let policy = resolved(
-        "{namespaceSelector: {}, egress: {allowedCidrs: [0.0.0.0/0], deniedCidrs: [198.51.100.0/24]}}",
+        "{namespaceSelector: {}, \
+          egress: {allowedCidrs: [0.0.0.0/0], deniedCidrs: [198.51.100.0/24]}}",
     );
     let sandbox = sandbox("image: x\nnetwork: {egress: [{cidr: 198.51.0.0/16}]}");
     let plan = tenant::plan(&sandbox, &config(), &Ok(policy)).expect("accepted");
