@@ -10,6 +10,9 @@ use kube::CustomResourceExt;
 pub use policy::{PolicyRules, SandboxPolicy, SandboxPolicySpec};
 pub use sandbox::{AgentSandbox, AgentSandboxSpec, AgentSandboxStatus, Isolation, Phase};
 
+/// What a Kubernetes quantity field accepts (`500m`, `2`, `1.5Gi`): no sign, no exponent.
+pub const QUANTITY_PATTERN: &str = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$";
+
 /// The API group of every Kennel resource.
 pub const GROUP: &str = "kennel.dev";
 

@@ -128,15 +128,15 @@ pub struct QuotaRules {
     pub sandboxes: Option<i64>,
     /// Total CPU requested and total CPU limits (`8`, `500m`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"))]
+    #[schemars(regex(pattern = crate::api::QUANTITY_PATTERN))]
     pub cpu: Option<String>,
     /// Total memory requested and total memory limits (`16Gi`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"))]
+    #[schemars(regex(pattern = crate::api::QUANTITY_PATTERN))]
     pub memory: Option<String>,
     /// Total ephemeral storage requested (`20Gi`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"))]
+    #[schemars(regex(pattern = crate::api::QUANTITY_PATTERN))]
     pub ephemeral_storage: Option<String>,
 }
 

@@ -161,15 +161,15 @@ pub struct SandboxResources {
 pub struct ResourceAmounts {
     /// CPU, in cores (`2`) or millicores (`500m`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"))]
+    #[schemars(regex(pattern = crate::api::QUANTITY_PATTERN))]
     pub cpu: Option<String>,
     /// Memory, in bytes with a suffix (`512Mi`, `2Gi`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"))]
+    #[schemars(regex(pattern = crate::api::QUANTITY_PATTERN))]
     pub memory: Option<String>,
     /// Node-local disk for the container's writable layers and logs (`1Gi`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"))]
+    #[schemars(regex(pattern = crate::api::QUANTITY_PATTERN))]
     pub ephemeral_storage: Option<String>,
 }
 
@@ -179,7 +179,7 @@ pub struct ResourceAmounts {
 pub struct Workspace {
     /// Size limit of the workspace (`1Gi`). Defaults to the operator's configuration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"))]
+    #[schemars(regex(pattern = crate::api::QUANTITY_PATTERN))]
     pub size: Option<String>,
     /// Where the workspace is mounted. Defaults to `/workspace`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
