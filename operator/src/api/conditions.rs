@@ -20,6 +20,8 @@ pub mod reason {
     pub const POD_REJECTED: &str = "PodRejected";
     /// A Pod of an earlier sandbox with the same name is still terminating.
     pub const WAITING_FOR_OLD_POD: &str = "WaitingForPreviousPod";
+    /// An object a mount names (ConfigMap, Secret or claim) does not exist yet.
+    pub const MOUNT_SOURCE_MISSING: &str = "MountSourceMissing";
     /// The Pod exists but is not running yet.
     pub const POD_PENDING: &str = "PodPending";
     /// The agent's container is running and ready.

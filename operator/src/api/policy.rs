@@ -92,9 +92,10 @@ pub struct IsolationRules {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 2))]
     pub allowed: Option<Vec<Isolation>>,
-    /// Level of a sandbox that names none. Known shortcoming: the AgentSandbox API
-    /// defaults `isolation` to `gvisor` at admission, so today this must be `gvisor` to
-    /// have an effect; it is kept for when the sandbox field becomes optional.
+    /// Level of a sandbox that names none; one of `allowed`. Left out, the operator's
+    /// `defaultPolicy` default applies, and a sandbox naming no level is refused if that is
+    /// not one of `allowed`. The level chosen is recorded in the sandbox's
+    /// `status.isolation` and never changes for it, whatever this field later says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<Isolation>,
 }
@@ -178,15 +179,15 @@ pub struct MountRules {
     /// Which ConfigMaps may be mounted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_maps: Option<MountSourceRule>,
-    /// Which Secrets may be mounted. The AgentSandbox API has no Secret source yet, so no
-    /// Secret can be mounted whatever this says; the rule is enforced once it has one.
+    /// Which Secrets may be mounted (read-only). A Secret that holds a service-account
+    /// token (annotated `kubernetes.io/service-account.name`) is refused whatever this says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secrets: Option<MountSourceRule>,
     /// Which PersistentVolumeClaims may be mounted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub persistent_volume_claims: Option<MountSourceRule>,
-    /// Whether any input may be mounted writable. Inputs are always read-only today; this
-    /// only records the platform team's intent for when the API offers writable inputs.
+    /// Whether a PersistentVolumeClaim mount may ask to be writable (`writable: true`).
+    /// ConfigMaps and Secrets are always read-only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_writable: Option<bool>,
 }
@@ -203,8 +204,9 @@ pub struct MountSourceRule {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), inner(length(min = 1, max = 253)))]
     pub names: Vec<String>,
-    /// Labels the object must carry. Known shortcoming: not checked yet (it needs a read
-    /// of the object); a rule with labels admits no object until it is.
+    /// Labels the object must carry, besides matching `names`. The operator reads the
+    /// object's metadata (never its data) to check them; while the object does not exist
+    /// the sandbox waits `Pending`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub match_labels: BTreeMap<String, String>,
 }

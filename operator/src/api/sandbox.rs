@@ -5,9 +5,11 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 /// Fields that shape the Pod cannot change once the sandbox exists: the Pod is immutable,
-/// and `expiresAt` is computed once from the lifetime. Only `network` may change.
+/// and `expiresAt` is computed once from the lifetime. Only `network` may change. An unset
+/// `isolation` cannot be set later either: the level chosen for it is fixed in status.
 const IMMUTABLE_SPEC: &str = "self.image == oldSelf.image \
-    && self.isolation == oldSelf.isolation \
+    && has(self.isolation) == has(oldSelf.isolation) \
+    && (!has(self.isolation) || self.isolation == oldSelf.isolation) \
     && has(self.command) == has(oldSelf.command) \
     && (!has(self.command) || self.command == oldSelf.command) \
     && has(self.args) == has(oldSelf.args) && (!has(self.args) || self.args == oldSelf.args) \
@@ -24,8 +26,9 @@ const IMMUTABLE_SPEC: &str = "self.image == oldSelf.image \
     && (!has(self.lifetime) || self.lifetime == oldSelf.lifetime)";
 
 /// An AgentSandbox runs one AI coding agent in a disposable Pod under a sandboxing runtime
-/// (gVisor by default), with a default-deny network, read-only inputs, a size-limited
-/// workspace and a fixed lifetime after which everything is removed.
+/// (gVisor unless the tenant's policy says otherwise), with a default-deny network,
+/// read-only inputs, a size-limited workspace and a fixed lifetime after which everything
+/// is removed.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "kennel.dev",
@@ -37,7 +40,7 @@ const IMMUTABLE_SPEC: &str = "self.image == oldSelf.image \
     category = "kennel",
     doc = "A disposable, fenced Pod for one AI coding agent. See spec for what it may do.",
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
-    printcolumn = r#"{"name":"Isolation","type":"string","jsonPath":".spec.isolation"}"#,
+    printcolumn = r#"{"name":"Isolation","type":"string","jsonPath":".status.isolation"}"#,
     printcolumn = r#"{"name":"Expires","type":"string","jsonPath":".status.expiresAt"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -74,10 +77,12 @@ pub struct AgentSandboxSpec {
     #[schemars(length(max = 512))]
     pub working_dir: Option<String>,
 
-    /// Isolation level: `gvisor` (a user-space kernel, the default) or `kata` (a micro-VM).
-    /// The operator maps each level to a RuntimeClass from its configuration.
-    #[serde(default)]
-    pub isolation: Isolation,
+    /// Isolation level: `gvisor` (a user-space kernel) or `kata` (a micro-VM). Left out, the
+    /// tenant's SandboxPolicy `isolation.default` applies, else the operator's (`gvisor`
+    /// unless configured otherwise); the level chosen is recorded in `status.isolation` and
+    /// kept for the sandbox's life. The operator maps each level to a RuntimeClass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<Isolation>,
 
     /// CPU, memory and ephemeral storage. Requests and limits are always set on the Pod:
     /// whatever is left out here comes from the operator's defaults.
@@ -88,8 +93,9 @@ pub struct AgentSandboxSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workspace: Option<Workspace>,
 
-    /// Extra read-only inputs: ConfigMaps and PersistentVolumeClaims. Host paths are never
-    /// accepted.
+    /// Extra inputs: ConfigMaps, Secrets and PersistentVolumeClaims, as the tenant's policy
+    /// allows. Read-only, except a claim that asks to be writable where the policy allows
+    /// it. Host paths and projected volumes are never accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 16))]
     pub mounts: Option<Vec<Mount>>,
@@ -211,12 +217,13 @@ pub enum WorkspaceRetention {
     Retain,
 }
 
-/// A read-only input mounted into the agent's container. Exactly one source is set.
+/// An input mounted into the agent's container. Exactly one source is set.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("[has(self.configMap), has(self.persistentVolumeClaim)]\
+#[x_kube(validation = Rule::new(
+    "[has(self.configMap), has(self.secret), has(self.persistentVolumeClaim)]\
     .filter(x, x).size() == 1")
-    .message("a mount needs exactly one source: configMap or persistentVolumeClaim"))]
+    .message("a mount needs exactly one source: configMap, secret or persistentVolumeClaim"))]
 pub struct Mount {
     /// Name of the mount, unique within the sandbox (a DNS label).
     #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$')")
@@ -228,10 +235,15 @@ pub struct Mount {
         .message("mountPath must be an absolute path without '..'"))]
     #[schemars(length(max = 512))]
     pub mount_path: String,
-    /// A ConfigMap in the sandbox's namespace.
+    /// A ConfigMap in the sandbox's namespace, mounted read-only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_map: Option<ConfigMapSource>,
-    /// A PersistentVolumeClaim in the sandbox's namespace, mounted read-only.
+    /// A Secret in the sandbox's namespace, mounted read-only; only where the tenant's
+    /// policy allows it (`mounts.secrets`), and never one holding a service-account token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SecretSource>,
+    /// A PersistentVolumeClaim in the sandbox's namespace, mounted read-only unless it asks
+    /// to be writable and the tenant's policy allows it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub persistent_volume_claim: Option<ClaimSource>,
 }
@@ -244,6 +256,15 @@ pub struct ConfigMapSource {
     pub name: String,
 }
 
+/// A Secret to mount.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretSource {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
+}
+
 /// A PersistentVolumeClaim to mount.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -251,6 +272,10 @@ pub struct ClaimSource {
     /// Name of the claim.
     #[schemars(length(min = 1, max = 253))]
     pub claim_name: String,
+    /// Mount the claim writable. Refused unless the tenant's policy sets
+    /// `mounts.allowWritable: true`; without it (the default) the claim is read-only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub writable: bool,
 }
 
 /// Network access of the sandbox.
@@ -364,6 +389,10 @@ pub struct AgentSandboxStatus {
     /// Node the Pod runs on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_name: Option<String>,
+    /// Isolation level the sandbox runs under: the spec's, or the default chosen when the
+    /// sandbox was first accepted. Fixed from then on, whatever later policy changes say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<Isolation>,
     /// RuntimeClass the Pod runs under.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_class_name: Option<String>,

@@ -1,10 +1,11 @@
-//! The Pod's volumes and the agent's mounts: the workspace, `/tmp`, and read-only inputs.
-//! No mount ever uses `subPath`, and no volume is a host path or a projected token.
+//! The Pod's volumes and the agent's mounts: the workspace, `/tmp`, and the inputs
+//! (read-only, but for a claim the tenant's policy let be writable). No mount ever uses
+//! `subPath`, and no volume is a host path or a projected token.
 
 use k8s_openapi::{
     api::core::v1::{
-        ConfigMapVolumeSource, EmptyDirVolumeSource, PersistentVolumeClaimVolumeSource, Volume,
-        VolumeMount,
+        ConfigMapVolumeSource, EmptyDirVolumeSource, PersistentVolumeClaimVolumeSource,
+        SecretVolumeSource, Volume, VolumeMount,
     },
     apimachinery::pkg::api::resource::Quantity,
 };
@@ -22,7 +23,7 @@ use crate::{
 pub const WORKSPACE: &str = "workspace";
 /// Name of the `/tmp` volume.
 pub const TMP: &str = "tmp";
-/// `ConfigMap` files are readable by everyone and writable by no one.
+/// `ConfigMap` and Secret files are readable by everyone and writable by no one.
 const CONFIG_MAP_MODE: i32 = 0o444;
 
 /// Every volume of the sandbox Pod: workspace, `/tmp`, then the inputs in order.
@@ -50,10 +51,18 @@ pub fn volumes(plan: &SandboxPlan) -> Vec<Volume> {
                     ..ConfigMapVolumeSource::default()
                 });
             }
+            MountSource::Secret(name) => {
+                volume.secret = Some(SecretVolumeSource {
+                    secret_name: Some(name.clone()),
+                    default_mode: Some(CONFIG_MAP_MODE),
+                    optional: Some(false),
+                    ..SecretVolumeSource::default()
+                });
+            }
             MountSource::Claim(claim_name) => {
                 volume.persistent_volume_claim = Some(PersistentVolumeClaimVolumeSource {
                     claim_name: claim_name.clone(),
-                    read_only: Some(true),
+                    read_only: Some(!mount.writable),
                 });
             }
         }
@@ -62,19 +71,25 @@ pub fn volumes(plan: &SandboxPlan) -> Vec<Volume> {
     volumes
 }
 
-/// The agent container's mounts: workspace and `/tmp` writable, every input read-only.
+/// The agent container's mounts: workspace and `/tmp` writable, every input read-only but
+/// a claim the plan marks writable (which the tenant's policy allowed).
 pub fn volume_mounts(plan: &SandboxPlan) -> Vec<VolumeMount> {
     let recursive = match plan.read_only_mode {
         ReadOnlyMode::Recursive => "Enabled",
         ReadOnlyMode::IfPossible => "IfPossible",
     };
     let mut mounts = vec![writable(WORKSPACE, &plan.workspace.mount_path), writable(TMP, TMP_PATH)];
-    mounts.extend(plan.mounts.iter().map(|mount| VolumeMount {
-        name: mount.name.clone(),
-        mount_path: mount.mount_path.clone(),
-        read_only: Some(true),
-        recursive_read_only: Some(recursive.to_owned()),
-        ..VolumeMount::default()
+    mounts.extend(plan.mounts.iter().map(|mount| {
+        if mount.writable {
+            return writable(&mount.name, &mount.mount_path);
+        }
+        VolumeMount {
+            name: mount.name.clone(),
+            mount_path: mount.mount_path.clone(),
+            read_only: Some(true),
+            recursive_read_only: Some(recursive.to_owned()),
+            ..VolumeMount::default()
+        }
     }));
     mounts
 }
@@ -157,6 +172,28 @@ mod tests {
         let mut plan = accepted(WITH_INPUTS);
         plan.read_only_mode = ReadOnlyMode::Recursive;
         assert_eq!(volume_mounts(&plan)[2].recursive_read_only.as_deref(), Some("Enabled"));
+    }
+
+    #[test]
+    fn secrets_are_read_only_files_and_a_claim_is_writable_only_when_the_plan_says_so() {
+        let mut plan = accepted(
+            "image: x
+            mounts:
+            - {name: creds, mountPath: /inputs/creds, secret: {secretName: api}}
+            - {name: data, mountPath: /data, persistentVolumeClaim: {claimName: shared}}",
+        );
+        let secret = volumes(&plan)[2].secret.clone().expect("secret volume");
+        assert_eq!(
+            (secret.secret_name.as_deref(), secret.default_mode, secret.optional),
+            (Some("api"), Some(0o444), Some(false))
+        );
+        assert_eq!(volume_mounts(&plan)[2].read_only, Some(true));
+        assert_eq!(volume_mounts(&plan)[3].read_only, Some(true));
+        plan.mounts[1].writable = true;
+        let claim = volumes(&plan)[3].persistent_volume_claim.clone().expect("claim");
+        assert_eq!(claim.read_only, Some(false));
+        let mount = &volume_mounts(&plan)[3];
+        assert_eq!((mount.read_only, mount.recursive_read_only.as_deref()), (Some(false), None));
     }
 
     #[test]

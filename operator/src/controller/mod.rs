@@ -19,6 +19,7 @@ pub mod expiry;
 pub mod load;
 pub mod observe;
 mod reconcile;
+pub mod sources;
 pub mod status;
 pub mod tenant;
 

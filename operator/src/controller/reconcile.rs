@@ -16,7 +16,7 @@ use crate::{
         apply::PodOutcome,
         expiry,
         load::{self, PodState},
-        observe, status,
+        observe, sources, status,
     },
     error::{Error, Result},
     policy::{self, SandboxPlan, lifetime::to_chrono},
@@ -51,12 +51,16 @@ async fn pipeline(sandbox: &AgentSandbox, ctx: &Context) -> Result<Action> {
     let pod = load::pod(&ctx.client, &ns, &sandbox.name_any(), &uid).await?;
 
     let tenant = ctx.tenants.policy_for(&ctx.client, &ns, &ctx.config).await?;
-    let plan = match policy::tenant::plan(sandbox, &ctx.config, &tenant) {
+    let found = sources::read(&ctx.client, &ns, sandbox, &tenant).await?;
+    let plan = match policy::tenant::plan(sandbox, &ctx.config, &tenant, &found) {
         Ok(plan) => plan,
         Err(rejection) => return reject(ctx, sandbox, &pod, &rejection.to_string()).await,
     };
     if Utc::now() >= plan.expires_at {
         return expiry::expire(ctx, sandbox, plan.expires_at, pod.ours()).await;
+    }
+    if let Some(action) = sources::wait_for_missing(ctx, sandbox, &plan, &found, &pod).await? {
+        return Ok(action);
     }
     let (next, action) = run(ctx, sandbox, &plan, pod).await?;
     report_transition(ctx, sandbox, &next).await;
@@ -76,6 +80,7 @@ async fn run(
     let generation = sandbox.metadata.generation;
     let mut next = sandbox.status.clone().unwrap_or_default();
     next.expires_at = Some(status::to_time(plan.expires_at));
+    next.isolation = Some(plan.isolation);
     next.runtime_class_name = Some(plan.runtime_class.clone());
     next.pod_name = Some(plan.name.clone());
     status::set_condition(
@@ -148,7 +153,7 @@ async fn create_pod(
             "RuntimeClass {:?} for isolation {} does not exist on this cluster; install the \
              runtime or change the operator's runtimeClasses",
             plan.runtime_class,
-            sandbox.spec.isolation.as_str()
+            plan.isolation.as_str()
         );
         ctx.metrics.record_refusal(reason::RUNTIME_UNAVAILABLE);
         pending(next, reason::RUNTIME_UNAVAILABLE, &message, generation);

@@ -7,6 +7,7 @@ pub mod paths;
 pub mod plan;
 pub mod quantity;
 mod resources;
+pub mod sources;
 pub mod storage;
 pub mod tenant;
 pub mod tenant_env;

@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 
-use crate::api::sandbox::{ExpiryAction, Protocol};
+use crate::api::{
+    Isolation,
+    sandbox::{ExpiryAction, Protocol},
+};
 
 /// A sandbox that passed validation, with every default resolved from the operator's
 /// configuration. Builders take only this, never the raw spec, so nothing unvalidated can
@@ -28,6 +31,8 @@ pub struct SandboxPlan {
     pub env: Vec<(String, String)>,
     /// Working directory (the workspace unless the spec says otherwise).
     pub working_dir: String,
+    /// Isolation level in force: the spec's, the one recorded in status, or the default.
+    pub isolation: Isolation,
     /// RuntimeClass of the isolation level.
     pub runtime_class: String,
     /// Requests, by resource name (`cpu`, `memory`, `ephemeral-storage`).
@@ -38,7 +43,7 @@ pub struct SandboxPlan {
     pub workspace: WorkspacePlan,
     /// Size limit of `/tmp`.
     pub tmp_size: String,
-    /// Read-only inputs.
+    /// Inputs, read-only unless a claim was allowed to be writable.
     pub mounts: Vec<MountPlan>,
     /// How read-only mounts are asked of the runtime.
     pub read_only_mode: ReadOnlyMode,
@@ -71,7 +76,7 @@ pub struct WorkspacePlan {
     pub retain: bool,
 }
 
-/// One read-only input.
+/// One input.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MountPlan {
     /// Volume name (a DNS label, unique in the Pod).
@@ -80,13 +85,17 @@ pub struct MountPlan {
     pub mount_path: String,
     /// Where the data comes from.
     pub source: MountSource,
+    /// Mounted writable: only a claim, and only where the tenant's policy allows it.
+    pub writable: bool,
 }
 
-/// Source of a read-only input.
+/// Source of an input.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MountSource {
     /// A ConfigMap, by name.
     ConfigMap(String),
+    /// A Secret, by name.
+    Secret(String),
     /// A PersistentVolumeClaim, by name.
     Claim(String),
 }

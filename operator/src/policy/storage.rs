@@ -83,7 +83,7 @@ pub(crate) fn tmp_size(config: &Config, errors: &mut Errors) -> String {
     config.tmp_size.clone()
 }
 
-/// The read-only inputs, each with a unique, unreserved name, one source and a path that
+/// The inputs, each with a unique, unreserved name, one source and a path that
 /// neither hides nor is hidden by the workspace, `/tmp`, a runtime path or another input.
 pub(crate) fn mounts(
     mounts: &[Mount],
@@ -100,7 +100,9 @@ pub(crate) fn mounts(
         let source = source(mount, i, errors);
         if let (Some(path), Some(source)) = (path, source) {
             taken.push(path.clone());
-            plans.push(MountPlan { name: mount.name.clone(), mount_path: path, source });
+            // Whether the policy allows a writable claim is the tenant check's to judge.
+            let writable = mount.persistent_volume_claim.as_ref().is_some_and(|c| c.writable);
+            plans.push(MountPlan { name: mount.name.clone(), mount_path: path, source, writable });
         }
     }
     plans
@@ -165,33 +167,34 @@ fn mount_path(
 }
 
 fn source(mount: &Mount, i: usize, errors: &mut Errors) -> Option<MountSource> {
-    let field = |f: &str| format!("spec.mounts[{i}].{f}");
-    match (&mount.config_map, &mount.persistent_volume_claim) {
-        (Some(map), None) if is_dns_subdomain(&map.name) => {
-            Some(MountSource::ConfigMap(map.name.clone()))
-        }
-        (None, Some(claim)) if is_dns_subdomain(&claim.claim_name) => {
-            Some(MountSource::Claim(claim.claim_name.clone()))
-        }
-        (Some(_), None) => {
-            errors.add(field("configMap.name"), "must be a ConfigMap name (a DNS subdomain)");
-            None
-        }
-        (None, Some(_)) => {
-            errors.add(
-                field("persistentVolumeClaim.claimName"),
-                "must be a claim name (a DNS subdomain)",
-            );
-            None
-        }
-        _ => {
-            errors.add(
-                format!("spec.mounts[{i}]"),
-                "needs exactly one source: configMap or persistentVolumeClaim",
-            );
-            None
-        }
+    let sources = [
+        mount.config_map.as_ref().map(|m| ("configMap.name", "ConfigMap", &m.name)),
+        mount.secret.as_ref().map(|s| ("secret.secretName", "Secret", &s.secret_name)),
+        mount
+            .persistent_volume_claim
+            .as_ref()
+            .map(|c| ("persistentVolumeClaim.claimName", "claim", &c.claim_name)),
+    ];
+    let mut given = sources.into_iter().flatten();
+    let (Some((field, kind, name)), None) = (given.next(), given.next()) else {
+        errors.add(
+            format!("spec.mounts[{i}]"),
+            "needs exactly one source: configMap, secret or persistentVolumeClaim",
+        );
+        return None;
+    };
+    if !is_dns_subdomain(name) {
+        errors.add(
+            format!("spec.mounts[{i}].{field}"),
+            format!("must be a {kind} name (a DNS subdomain)"),
+        );
+        return None;
     }
+    Some(match kind {
+        "ConfigMap" => MountSource::ConfigMap(name.clone()),
+        "Secret" => MountSource::Secret(name.clone()),
+        _ => MountSource::Claim(name.clone()),
+    })
 }
 
 /// The working directory: absolute, the workspace path unless the spec says otherwise.

@@ -17,11 +17,15 @@ use kube::core::{Selector, SelectorExt};
 use crate::{
     api::{
         AgentSandbox, Isolation, PolicyRules, SandboxPolicy,
-        policy::{MountSourceRule, QuotaRules},
+        policy::{IsolationRules, MountSourceRule, QuotaRules},
     },
     config::{Config, builtin_default_policy, parse_ttl},
     policy::{
-        FieldError, Rejection, SandboxPlan, lifetime::to_chrono, paths, tenant_env, validate,
+        FieldError, Rejection, SandboxPlan,
+        lifetime::to_chrono,
+        paths,
+        sources::{self, SourceFacts},
+        tenant_env, validate,
     },
 };
 
@@ -40,7 +44,9 @@ pub struct TenantPolicy {
     pub name: Option<String>,
     /// Isolation levels sandboxes may use.
     pub allowed_isolation: Vec<Isolation>,
-    /// Isolation level of a sandbox that names none.
+    /// Isolation level of a sandbox that names none: the policy's default, else the
+    /// operator's. Not always one of `allowed_isolation` when the policy sets no default:
+    /// then a sandbox naming no level is refused.
     pub default_isolation: Isolation,
     /// Lifetime of a sandbox that names none (`ttl` notation).
     pub default_ttl: String,
@@ -75,11 +81,16 @@ impl TenantPolicy {
         )
     }
 
-    /// The operator's configuration as this tenant sees it: its default TTL, and its
-    /// denied ranges added to the always-denied ones (carved out of wider entries).
+    /// The operator's configuration as this tenant sees it: its default TTL and isolation
+    /// level, and its denied ranges added to the always-denied ones (carved out of wider
+    /// entries).
     pub fn overlay(&self, config: &Config) -> Config {
         let mut config = config.clone();
         config.default_ttl.clone_from(&self.default_ttl);
+        config.default_policy.isolation = Some(IsolationRules {
+            allowed: Some(self.allowed_isolation.clone()),
+            default: Some(self.default_isolation),
+        });
         config.always_denied_cidrs.extend(self.denied_cidrs.iter().map(ToString::to_string));
         config
     }
@@ -117,7 +128,12 @@ pub fn resolve(policy: Option<&SandboxPolicy>, config: &Config) -> Result<Tenant
     }
     let allowed_isolation = pick!(isolation.allowed).unwrap_or_else(|| vec![Isolation::Gvisor]);
     let default_isolation = pick!(isolation.default).unwrap_or(Isolation::Gvisor);
-    if !allowed_isolation.contains(&default_isolation) {
+    // A default the policy sets itself must be allowed (the operator's own defaultPolicy is
+    // judged whole). An inherited default that the policy does not allow only refuses the
+    // sandboxes that name no level (see `check`).
+    let own = if policy.is_some() { rules } else { fallback };
+    let sets_default = own.isolation.as_ref().is_some_and(|i| i.default.is_some());
+    if (sets_default || policy.is_none()) && !allowed_isolation.contains(&default_isolation) {
         return Err("isolation.default is not one of isolation.allowed".to_owned());
     }
     let max_text = pick!(lifetime.max_ttl).unwrap_or_else(|| "1h".to_owned());
@@ -188,12 +204,13 @@ where
 }
 
 /// Validates a sandbox under its tenant policy: the operator's checks with the policy's
-/// defaults and denied ranges ([`TenantPolicy::overlay`]), then [`check`]. Every error of
-/// both is reported, at most one per field.
+/// defaults and denied ranges ([`TenantPolicy::overlay`]), then [`check`] with what was
+/// found of the mounted objects. Every error of both is reported, at most one per field.
 pub fn plan(
     sandbox: &AgentSandbox,
     config: &Config,
     tenant: &Result<TenantPolicy, InvalidPolicy>,
+    found: &SourceFacts,
 ) -> Result<SandboxPlan, Rejection> {
     let tenant = match tenant {
         Ok(tenant) => tenant,
@@ -209,7 +226,7 @@ pub fn plan(
             });
         }
     };
-    let mut errors = check(sandbox, tenant);
+    let mut errors = check(sandbox, tenant, found);
     let planned = validate::plan(sandbox, &tenant.overlay(config));
     if let Err(rejection) = &planned {
         for error in &rejection.errors {
@@ -221,22 +238,18 @@ pub fn plan(
     if errors.is_empty() { planned } else { Err(Rejection { errors }) }
 }
 
-/// Every way the sandbox breaks its tenant policy, one error per field.
-pub fn check(sandbox: &AgentSandbox, policy: &TenantPolicy) -> Vec<FieldError> {
+/// Every way the sandbox breaks its tenant policy, one error per field. `found` is what the
+/// operator saw of the mounted objects (see [`sources::to_read`]).
+pub fn check(
+    sandbox: &AgentSandbox,
+    policy: &TenantPolicy,
+    found: &SourceFacts,
+) -> Vec<FieldError> {
     let mut errors = Vec::new();
     let mut add = |field: String, message: String| errors.push(FieldError { field, message });
     let spec = &sandbox.spec;
-    if !policy.allowed_isolation.contains(&spec.isolation) {
-        let allowed: Vec<&str> = policy.allowed_isolation.iter().map(|i| i.as_str()).collect();
-        add(
-            "spec.isolation".into(),
-            format!(
-                "{:?} is not allowed by {} (allowed: {}); choose an allowed level",
-                spec.isolation.as_str(),
-                policy.source(),
-                allowed.join(", ")
-            ),
-        );
+    if let Some(message) = isolation_problem(sandbox, policy) {
+        add("spec.isolation".into(), message);
     }
     if let Some((field, message)) = lifetime_problem(sandbox, policy) {
         add(field.into(), message);
@@ -254,7 +267,7 @@ pub fn check(sandbox: &AgentSandbox, policy: &TenantPolicy) -> Vec<FieldError> {
         );
     }
     egress_problems(sandbox, policy, &mut add);
-    mount_problems(sandbox, policy, &mut add);
+    mount_problems(sandbox, policy, found, &mut add);
     for (i, var) in spec.env.iter().flatten().enumerate() {
         if let Some(why) = tenant_env::credential_like(&var.name) {
             add(
@@ -268,6 +281,34 @@ pub fn check(sandbox: &AgentSandbox, policy: &TenantPolicy) -> Vec<FieldError> {
         }
     }
     errors
+}
+
+/// The isolation level in force (spec, else status, else the policy's default) against the
+/// allowed levels, with a message that says where the level came from.
+fn isolation_problem(sandbox: &AgentSandbox, policy: &TenantPolicy) -> Option<String> {
+    let recorded = sandbox.status.as_ref().and_then(|s| s.isolation);
+    let level = sandbox.spec.isolation.or(recorded).unwrap_or(policy.default_isolation);
+    if policy.allowed_isolation.contains(&level) {
+        return None;
+    }
+    let allowed: Vec<&str> = policy.allowed_isolation.iter().map(|i| i.as_str()).collect();
+    let (allowed, source) = (allowed.join(", "), policy.source());
+    let level = level.as_str();
+    Some(if sandbox.spec.isolation.is_some() {
+        format!(
+            "{level:?} is not allowed by {source} (allowed: {allowed}); choose an allowed level"
+        )
+    } else if recorded.is_some() {
+        format!(
+            "{level:?}, the level chosen when this sandbox was accepted (status.isolation), is \
+             no longer allowed by {source} (allowed: {allowed}); create a new sandbox"
+        )
+    } else {
+        format!(
+            "is not set, and the default level {level:?} is not allowed by {source} \
+             (allowed: {allowed}); name one of the allowed levels"
+        )
+    })
 }
 
 /// The requested lifetime against `maxTtl`: `ttl` directly, `expiresAt` from creation.
@@ -326,54 +367,39 @@ fn egress_problems(
 fn mount_problems(
     sandbox: &AgentSandbox,
     policy: &TenantPolicy,
+    found: &SourceFacts,
     add: &mut impl FnMut(String, String),
 ) {
+    for source in sources::sources(sandbox) {
+        if let Some(why) = sources::refusal(source.kind.rule(policy), &source, found) {
+            add(
+                format!("spec.mounts[{}].{}", source.index, source.kind.field()),
+                format!(
+                    "{} {:?} may not be mounted: {why} (rule of {})",
+                    source.kind.as_str(),
+                    source.name,
+                    policy.source()
+                ),
+            );
+        }
+    }
     for (i, mount) in sandbox.spec.mounts.iter().flatten().enumerate() {
-        let sources = [
-            (
-                "configMap.name",
-                "ConfigMap",
-                mount.config_map.as_ref().map(|m| &m.name),
-                &policy.config_maps,
-            ),
-            (
-                "persistentVolumeClaim.claimName",
-                "PersistentVolumeClaim",
-                mount.persistent_volume_claim.as_ref().map(|c| &c.claim_name),
-                &policy.claims,
-            ),
-        ];
-        for (field, kind, name, rule) in sources {
-            let Some(name) = name else { continue };
-            if let Some(why) = source_refusal(rule, name) {
-                add(
-                    format!("spec.mounts[{i}].{field}"),
-                    format!("{kind} {name:?} may not be mounted: {why} by {}", policy.source()),
-                );
-            }
+        let writable = mount.persistent_volume_claim.as_ref().is_some_and(|c| c.writable);
+        if writable && !policy.allow_writable {
+            add(
+                format!("spec.mounts[{i}].persistentVolumeClaim.writable"),
+                format!(
+                    "writable inputs are not allowed by {} (mounts.allowWritable); leave \
+                     writable out to mount the claim read-only",
+                    policy.source()
+                ),
+            );
         }
         let Ok(path) = paths::normalize(&mount.mount_path) else { continue };
         if let Some(why) = blocked_path(&path, &policy.blocked_paths) {
             add(format!("spec.mounts[{i}].mountPath"), format!("{path:?} is blocked: {why}"));
         }
     }
-}
-
-/// Why a rule refuses an object name, or `None` when it admits it.
-fn source_refusal(rule: &MountSourceRule, name: &str) -> Option<&'static str> {
-    if !rule.allowed {
-        return Some("this kind of source is not allowed");
-    }
-    let named = rule.names.is_empty()
-        || rule.names.iter().any(|pattern| match pattern.strip_suffix('*') {
-            Some(prefix) => name.starts_with(prefix),
-            None => name == pattern,
-        });
-    if !named {
-        return Some("the name is not in the allowed names");
-    }
-    // Known shortcoming: label rules need a read of the object; until then they fail closed.
-    (!rule.match_labels.is_empty()).then_some("label rules are not supported yet")
 }
 
 /// Why a normalised mount path is blocked: a credential location, a home directory, or a

@@ -9,6 +9,7 @@ use crate::{
     api::{Isolation, SandboxPolicy},
     policy::{
         FieldError,
+        sources::{Found, SourceFacts, SourceKind},
         tenant::{self, InvalidPolicy, TenantPolicy, blocked_path, check},
         testing::{config, sandbox},
     },
@@ -27,13 +28,18 @@ fn resolved(spec_yaml: &str) -> TenantPolicy {
     tenant::resolve(Some(&policy("p", spec_yaml)), &config()).expect("policy resolves")
 }
 
+/// Nothing read of any mounted object.
+fn none() -> SourceFacts {
+    SourceFacts::default()
+}
+
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
 }
 
 /// The errors of a sandbox spec under a policy spec.
 fn errors(policy_yaml: &str, sandbox_yaml: &str) -> Vec<FieldError> {
-    check(&sandbox(sandbox_yaml), &resolved(policy_yaml))
+    check(&sandbox(sandbox_yaml), &resolved(policy_yaml), &SourceFacts::default())
 }
 
 fn assert_field(errors: &[FieldError], field: &str, words: &str) {
@@ -98,7 +104,8 @@ fn malformed_policy_refuses_its_sandboxes_naming_the_policy() {
     let broken = policy("broken", "{namespaceSelector: {}, egress: {allowedCidrs: [nope]}}");
     let tenant = tenant::for_namespace(&labels(&[]), [&broken], &config());
     assert!(matches!(&tenant, Err(InvalidPolicy { name, .. }) if name == "broken"));
-    let rejection = tenant::plan(&sandbox("image: x"), &config(), &tenant).expect_err("refused");
+    let rejection =
+        tenant::plan(&sandbox("image: x"), &config(), &tenant, &none()).expect_err("refused");
     assert!(rejection.errors[0].message.contains("\"broken\""), "{rejection}");
 }
 
@@ -127,7 +134,7 @@ fn lifetime_past_the_maximum_is_refused_never_clamped() {
     assert!(errors(policy, "image: x\nlifetime: {ttl: 2h}").is_empty());
     let late = "image: x\nlifetime: {expiresAt: '2030-01-01T03:00:00Z'}";
     assert_field(&errors(policy, late), "spec.lifetime.expiresAt", "maximum lifetime 2h");
-    let plan = tenant::plan(&sandbox("image: x"), &config(), &Ok(resolved(policy)))
+    let plan = tenant::plan(&sandbox("image: x"), &config(), &Ok(resolved(policy)), &none())
         .expect("no lifetime asked: the default applies");
     assert_eq!(plan.expires_at.to_rfc3339(), "2030-01-01T01:00:00+00:00");
 }
@@ -135,7 +142,8 @@ fn lifetime_past_the_maximum_is_refused_never_clamped() {
 #[test]
 fn policy_default_ttl_sets_the_expiry_of_a_sandbox_that_names_none() {
     let policy = resolved("{namespaceSelector: {}, lifetime: {defaultTtl: 20m, maxTtl: 1h}}");
-    let plan = tenant::plan(&sandbox("image: x"), &config(), &Ok(policy)).expect("accepted");
+    let plan =
+        tenant::plan(&sandbox("image: x"), &config(), &Ok(policy), &none()).expect("accepted");
     assert_eq!(plan.expires_at.to_rfc3339(), "2030-01-01T00:20:00+00:00");
 }
 
@@ -165,7 +173,7 @@ fn denied_ranges_are_carved_out_of_wider_entries() {
           egress: {allowedCidrs: [0.0.0.0/0], deniedCidrs: [198.51.100.0/24]}}",
     );
     let sandbox = sandbox("image: x\nnetwork: {egress: [{cidr: 198.51.0.0/16}]}");
-    let plan = tenant::plan(&sandbox, &config(), &Ok(policy)).expect("accepted");
+    let plan = tenant::plan(&sandbox, &config(), &Ok(policy), &none()).expect("accepted");
     let except: Vec<String> = plan.egress[0].except.iter().map(ToString::to_string).collect();
     assert_eq!(except, vec!["198.51.100.0/24".to_owned()]);
 }
@@ -227,7 +235,7 @@ fn plan_reports_tenant_and_operator_errors_together_once_per_field() {
     let policy = resolved("{namespaceSelector: {}}");
     let sandbox =
         sandbox("image: x\nisolation: kata\nnetwork: {egress: [{cidr: 169.254.169.254/32}]}");
-    let rejection = tenant::plan(&sandbox, &config(), &Ok(policy)).expect_err("refused");
+    let rejection = tenant::plan(&sandbox, &config(), &Ok(policy), &none()).expect_err("refused");
     assert!(rejection.names("spec.isolation"), "{rejection}");
     assert!(rejection.names("spec.network.egress[0].cidr"), "{rejection}");
 }
@@ -248,7 +256,7 @@ fn zero_and_backwards_lifetimes_are_refused_under_a_tenant_policy() {
     for spec in
         ["image: x\nlifetime: {ttl: 0s}", "image: x\nlifetime: {expiresAt: '2001-01-01T00:00:00Z'}"]
     {
-        let result = tenant::plan(&sandbox(spec), &config(), &Ok(policy.clone()));
+        let result = tenant::plan(&sandbox(spec), &config(), &Ok(policy.clone()), &none());
         assert!(result.is_err(), "{spec} was accepted: {result:?}");
     }
 }
@@ -266,7 +274,155 @@ fn a_stored_fallback_expiry_does_not_make_an_invalid_lifetime_valid() {
             expires_at: Some(crate::policy::testing::time("2030-01-01T01:00:00Z")),
             ..Default::default()
         });
-        let result = tenant::plan(&sandbox, &config(), &Ok(policy.clone()));
+        let result = tenant::plan(&sandbox, &config(), &Ok(policy.clone()), &none());
         assert!(result.is_err(), "{spec} was accepted once an expiry was stored");
     }
+}
+
+/// What the operator found of one object: it exists with these labels.
+fn found(kind: SourceKind, name: &str, labels_of: &[(&str, &str)]) -> SourceFacts {
+    let mut facts = SourceFacts::default();
+    let labels = labels(labels_of);
+    facts.insert(kind, name, Found::Object { labels, service_account: None });
+    facts
+}
+
+fn plan_with(
+    policy_yaml: &str,
+    sandbox_yaml: &str,
+    facts: &SourceFacts,
+) -> Result<crate::policy::SandboxPlan, crate::policy::Rejection> {
+    tenant::plan(&sandbox(sandbox_yaml), &config(), &Ok(resolved(policy_yaml)), facts)
+}
+
+const SECRET_MOUNT: &str =
+    "image: x\nmounts: [{name: creds, mountPath: /inputs/creds, secret: {secretName: api-key}}]";
+
+#[test]
+fn policy_default_isolation_applies_to_a_sandbox_that_names_none() {
+    let policy = "{namespaceSelector: {}, isolation: {allowed: [gvisor, kata], default: kata}}";
+    let plan = plan_with(policy, "image: x", &none()).expect("accepted");
+    assert_eq!((plan.isolation, plan.runtime_class.as_str()), (Isolation::Kata, "kata"));
+    let named = plan_with(policy, "image: x\nisolation: gvisor", &none()).expect("accepted");
+    assert_eq!(named.isolation, Isolation::Gvisor, "a named level beats the default");
+}
+
+#[test]
+fn a_level_recorded_in_status_stays_when_the_policy_default_changes() {
+    let mut running = sandbox("image: x");
+    running.status = Some(crate::api::AgentSandboxStatus {
+        isolation: Some(Isolation::Kata),
+        ..Default::default()
+    });
+    let now_gvisor =
+        resolved("{namespaceSelector: {}, isolation: {allowed: [gvisor, kata], default: gvisor}}");
+    let plan = tenant::plan(&running, &config(), &Ok(now_gvisor), &none()).expect("accepted");
+    assert_eq!(plan.isolation, Isolation::Kata);
+    let kata_gone = resolved("{namespaceSelector: {}, isolation: {allowed: [gvisor]}}");
+    let errs = check(&running, &kata_gone, &none());
+    assert_field(&errs, "spec.isolation", "status.isolation");
+}
+
+#[test]
+fn an_inherited_default_the_policy_does_not_allow_refuses_only_sandboxes_naming_no_level() {
+    let policy = "{namespaceSelector: {}, isolation: {allowed: [kata]}}";
+    let errs = errors(policy, "image: x");
+    assert_field(&errs, "spec.isolation", "is not set, and the default level \"gvisor\"");
+    assert!(errors(policy, "image: x\nisolation: kata").is_empty());
+    let own_bad =
+        policy_named("{namespaceSelector: {}, isolation: {allowed: [kata], default: gvisor}}");
+    assert!(tenant::resolve(Some(&own_bad), &config()).is_err(), "its own default must be allowed");
+}
+
+fn policy_named(spec_yaml: &str) -> SandboxPolicy {
+    policy("p", spec_yaml)
+}
+
+#[test]
+fn the_default_policy_refuses_secrets_and_reads_nothing_to_say_so() {
+    let tenant = tenant::resolve(None, &config()).expect("default resolves");
+    assert!(crate::policy::sources::to_read(&sandbox(SECRET_MOUNT), &tenant).is_empty());
+    let errs = check(&sandbox(SECRET_MOUNT), &tenant, &none());
+    assert_field(&errs, "spec.mounts[0].secret.secretName", "not allowed");
+}
+
+#[test]
+fn a_secret_allowed_by_name_is_accepted_read_only_once_its_metadata_was_read() {
+    let policy = "{namespaceSelector: {}, mounts: {secrets: {allowed: true, names: [api-*]}}}";
+    let facts = found(SourceKind::Secret, "api-key", &[]);
+    let plan = plan_with(policy, SECRET_MOUNT, &facts).expect("accepted");
+    assert_eq!(plan.mounts[0].source, crate::policy::plan::MountSource::Secret("api-key".into()));
+    assert!(!plan.mounts[0].writable);
+    let unread = plan_with(policy, SECRET_MOUNT, &none()).expect_err("fails closed unread");
+    assert!(unread.names("spec.mounts[0].secret.secretName"), "{unread}");
+    let other = SECRET_MOUNT.replace("api-key", "db-password");
+    let errs = errors(policy, &other);
+    assert_field(&errs, "spec.mounts[0].secret.secretName", "allowed names");
+}
+
+#[test]
+fn a_service_account_token_secret_is_refused_whatever_the_rule_says() {
+    let policy = "{namespaceSelector: {}, mounts: {secrets: {allowed: true}}}";
+    let mut facts = SourceFacts::default();
+    let token = Found::Object {
+        labels: BTreeMap::new(),
+        service_account: Some("kennel-sandbox".to_owned()),
+    };
+    facts.insert(SourceKind::Secret, "api-key", token);
+    let refused = plan_with(policy, SECRET_MOUNT, &facts).expect_err("token refused");
+    assert!(refused.to_string().contains("service-account tokens are never mounted"), "{refused}");
+}
+
+#[test]
+fn label_rules_admit_objects_with_the_labels_and_refuse_others() {
+    let policy = "{namespaceSelector: {}, mounts: {configMaps: {allowed: true, \
+                  matchLabels: {kennel.dev/input: 'true'}}}}";
+    let spec = "image: x\nmounts: [{name: task, mountPath: /inputs, configMap: {name: task-1}}]";
+    let tenant = resolved(policy);
+    let wanted = crate::policy::sources::to_read(&sandbox(spec), &tenant);
+    assert_eq!(wanted.len(), 1, "the labelled rule needs a read: {wanted:?}");
+    let labelled = found(SourceKind::ConfigMap, "task-1", &[("kennel.dev/input", "true")]);
+    assert!(plan_with(policy, spec, &labelled).is_ok());
+    let plain = found(SourceKind::ConfigMap, "task-1", &[("kennel.dev/input", "no")]);
+    let refused = plan_with(policy, spec, &plain).expect_err("labels do not match");
+    assert!(refused.to_string().contains("kennel.dev/input=true"), "{refused}");
+    let unread = plan_with(policy, spec, &none()).expect_err("fails closed unread");
+    assert!(unread.names("spec.mounts[0].configMap.name"), "{unread}");
+}
+
+#[test]
+fn a_missing_object_is_not_a_rejection_but_a_wait_naming_the_mount_and_the_object() {
+    let policy = "{namespaceSelector: {}, mounts: {secrets: {allowed: true}}}";
+    let mut facts = SourceFacts::default();
+    facts.insert(SourceKind::Secret, "api-key", Found::Missing);
+    assert!(plan_with(policy, SECRET_MOUNT, &facts).is_ok());
+    let missing = crate::policy::sources::missing(&sandbox(SECRET_MOUNT), &facts);
+    assert_eq!(missing.len(), 1);
+    assert!(missing[0].contains("\"creds\"") && missing[0].contains("Secret \"api-key\""));
+}
+
+#[test]
+fn an_unreadable_object_is_refused_with_the_reason() {
+    let policy = "{namespaceSelector: {}, mounts: {secrets: {allowed: true}}}";
+    let mut facts = SourceFacts::default();
+    facts.insert(SourceKind::Secret, "api-key", Found::Unreadable("forbidden".into()));
+    let refused = plan_with(policy, SECRET_MOUNT, &facts).expect_err("refused");
+    assert!(refused.to_string().contains("may not read it (forbidden)"), "{refused}");
+}
+
+#[test]
+fn a_writable_claim_is_refused_unless_the_policy_allows_writable_inputs() {
+    let spec = "image: x\nmounts: [{name: d, mountPath: /data, \
+                persistentVolumeClaim: {claimName: scratch, writable: true}}]";
+    let strict = "{namespaceSelector: {}}";
+    assert_field(
+        &errors(strict, spec),
+        "spec.mounts[0].persistentVolumeClaim.writable",
+        "allowWritable",
+    );
+    let open = "{namespaceSelector: {}, mounts: {allowWritable: true}}";
+    let plan = plan_with(open, spec, &none()).expect("accepted");
+    assert!(plan.mounts[0].writable);
+    let read_only = spec.replace(", writable: true", "");
+    assert!(!plan_with(strict, &read_only, &none()).expect("accepted").mounts[0].writable);
 }

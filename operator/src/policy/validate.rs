@@ -8,7 +8,7 @@
 use std::{collections::BTreeSet, fmt};
 
 use crate::{
-    api::{AgentSandbox, sandbox::EnvVar},
+    api::{AgentSandbox, Isolation, sandbox::EnvVar},
     config::Config,
     policy::{
         egress, lifetime,
@@ -98,7 +98,8 @@ pub fn plan(sandbox: &AgentSandbox, config: &Config) -> Result<SandboxPlan, Reje
     check_image(&spec.image, &mut errors);
     let env = env(spec.env.as_deref().unwrap_or_default(), &mut errors);
     check_counts(spec.command.as_ref(), spec.args.as_ref(), &mut errors);
-    let runtime_class = runtime_class(sandbox, config, &mut errors);
+    let isolation = isolation(sandbox, config);
+    let runtime_class = runtime_class(isolation, config, &mut errors);
     let (requests, limits) = resources::resolve(spec.resources.as_ref(), config, &mut errors);
     let workspace = storage::workspace(spec.workspace.as_ref(), config, &mut errors);
     let tmp_size = storage::tmp_size(config, &mut errors);
@@ -123,6 +124,7 @@ pub fn plan(sandbox: &AgentSandbox, config: &Config) -> Result<SandboxPlan, Reje
         args: spec.args.clone().unwrap_or_default(),
         env,
         working_dir,
+        isolation,
         runtime_class,
         requests,
         limits,
@@ -233,9 +235,18 @@ fn check_counts(command: Option<&Vec<String>>, args: Option<&Vec<String>>, error
     }
 }
 
+/// The isolation level in force: the spec's; else the one recorded in status when the
+/// sandbox was first accepted, so that a later change of the default never switches a
+/// sandbox's level; else the default of `config`'s `defaultPolicy` (which
+/// [`crate::policy::tenant::TenantPolicy::overlay`] sets to the tenant's default).
+pub fn isolation(sandbox: &AgentSandbox, config: &Config) -> Isolation {
+    let recorded = sandbox.status.as_ref().and_then(|s| s.isolation);
+    let default = config.default_policy.isolation.as_ref().and_then(|i| i.default);
+    sandbox.spec.isolation.or(recorded).or(default).unwrap_or(Isolation::Gvisor)
+}
+
 /// The `RuntimeClass` the configuration maps the isolation level to.
-fn runtime_class(sandbox: &AgentSandbox, config: &Config, errors: &mut Errors) -> String {
-    let isolation = sandbox.spec.isolation;
+fn runtime_class(isolation: Isolation, config: &Config, errors: &mut Errors) -> String {
     match config.runtime_class(isolation) {
         Some(class) if !class.is_empty() => class.to_owned(),
         _ => {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::{
-    api::sandbox::Protocol,
+    api::{AgentSandboxStatus, Isolation, sandbox::Protocol},
     config::Config,
     policy::{
         plan,
@@ -73,6 +73,40 @@ fn mounts_are_normalised_and_keep_their_source() {
     assert_eq!(plan.mounts[0].mount_path, "/inputs/repo");
     assert_eq!(plan.mounts[0].source, MountSource::ConfigMap("repo-files".into()));
     assert_eq!(plan.mounts[1].source, MountSource::Claim("shared".into()));
+}
+
+#[test]
+fn secret_mounts_keep_their_source_and_only_a_claim_asking_for_it_is_writable() {
+    let plan = accepted(
+        "image: x
+        mounts:
+        - {name: creds, mountPath: /inputs/creds, secret: {secretName: api-key}}
+        - {name: ro, mountPath: /ro, persistentVolumeClaim: {claimName: shared}}
+        - {name: rw, mountPath: /rw, persistentVolumeClaim: {claimName: scratch, writable: true}}",
+    );
+    assert_eq!(plan.mounts[0].source, MountSource::Secret("api-key".into()));
+    let writable: Vec<bool> = plan.mounts.iter().map(|m| m.writable).collect();
+    assert_eq!(writable, [false, false, true]);
+}
+
+#[test]
+fn isolation_comes_from_the_spec_then_the_status_then_the_default() {
+    let unset = accepted("image: x");
+    assert_eq!((unset.isolation, unset.runtime_class.as_str()), (Isolation::Gvisor, "gvisor"));
+    let mut recorded = sandbox("image: x");
+    recorded.status = Some(AgentSandboxStatus {
+        isolation: Some(Isolation::Kata),
+        ..AgentSandboxStatus::default()
+    });
+    let plan = plan(&recorded, &config()).expect("accepted");
+    assert_eq!((plan.isolation, plan.runtime_class.as_str()), (Isolation::Kata, "kata"));
+}
+
+#[test]
+fn unknown_isolation_level_does_not_parse() {
+    let text = "apiVersion: kennel.dev/v1alpha1\nkind: AgentSandbox\nmetadata: {}\n\
+                spec: {image: x, isolation: runc}\n";
+    assert!(serde_yaml::from_str::<crate::api::AgentSandbox>(text).is_err());
 }
 
 #[test]
@@ -256,10 +290,12 @@ fn mount_with_no_source_or_two_sources_is_refused() {
         "image: x
         mounts:
         - {name: a, mountPath: /a}
-        - {name: b, mountPath: /b, configMap: {name: b}, persistentVolumeClaim: {claimName: b}}",
+        - {name: b, mountPath: /b, configMap: {name: b}, persistentVolumeClaim: {claimName: b}}
+        - {name: c, mountPath: /c, configMap: {name: c}, secret: {secretName: c}}",
     );
     assert_names(&r, "spec.mounts[0]", "exactly one source");
     assert_names(&r, "spec.mounts[1]", "exactly one source");
+    assert_names(&r, "spec.mounts[2]", "exactly one source");
 }
 
 #[test]

@@ -53,7 +53,10 @@ impl SandboxCollector {
         let mut counts = [[0; ISOLATIONS.len()]; PHASES.len()];
         for sandbox in store.state() {
             let phase = sandbox.status.as_ref().and_then(|s| s.phase).unwrap_or(Phase::Pending);
-            counts[phase_index(phase)][isolation_index(sandbox.spec.isolation)] += 1;
+            // A sandbox whose level is not decided yet counts under the built-in default.
+            let recorded = sandbox.status.as_ref().and_then(|s| s.isolation);
+            let isolation = sandbox.spec.isolation.or(recorded).unwrap_or(Isolation::Gvisor);
+            counts[phase_index(phase)][isolation_index(isolation)] += 1;
         }
         counts
     }
@@ -115,7 +118,8 @@ mod tests {
         let spec: AgentSandboxSpec =
             serde_json::from_value(serde_json::json!({ "image": "agent:1" }))
                 .expect("minimal spec parses");
-        let mut obj = AgentSandbox::new(name, AgentSandboxSpec { isolation, ..spec });
+        let mut obj =
+            AgentSandbox::new(name, AgentSandboxSpec { isolation: Some(isolation), ..spec });
         obj.metadata.namespace = Some("team-a".into());
         obj.status =
             phase.map(|phase| AgentSandboxStatus { phase: Some(phase), ..Default::default() });
