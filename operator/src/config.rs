@@ -47,6 +47,36 @@ pub struct Config {
     /// field a SandboxPolicy leaves out. Safe by default: gVisor only, at most one hour,
     /// no writable inputs, no Secrets.
     pub default_policy: PolicyRules,
+    /// The init container that holds each agent back until its Pod's egress fence is in
+    /// force ([`crate::fence_gate`]). Off when absent: the agent then starts as soon as the
+    /// Pod does, and may race ahead of the NetworkPolicy enforcer for its first moments.
+    pub fence_gate: Option<FenceGateConfig>,
+}
+
+/// Where the fence gate comes from and what it probes.
+#[derive(Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FenceGateConfig {
+    /// An image whose entrypoint is `kennel-operator`: the operator's own image.
+    pub image: String,
+    /// `ip:port` that every sandbox's policy denies and that answers when nothing blocks
+    /// it. Default: the `kubernetes` Service (the API server).
+    #[serde(default)]
+    pub probe: Option<String>,
+    /// How long the gate waits for the fence before it fails the Pod (`60s`).
+    #[serde(default = "default_gate_timeout")]
+    pub timeout: String,
+}
+
+fn default_gate_timeout() -> String {
+    "60s".to_owned()
+}
+
+impl FenceGateConfig {
+    /// The timeout in whole seconds; `check` proved it parses.
+    pub fn timeout_seconds(&self) -> u64 {
+        parse_ttl(&self.timeout).map_or(60, |d| d.as_secs())
+    }
 }
 
 /// Resource amounts in Kubernetes notation.
@@ -118,6 +148,7 @@ impl Default for Config {
             always_denied_cidrs: vec!["169.254.0.0/16".to_owned(), "fe80::/10".to_owned()],
             allow_cluster_egress: false,
             default_policy: builtin_default_policy(),
+            fence_gate: None,
         }
     }
 }
@@ -224,6 +255,9 @@ impl Config {
         if !(1..=65535).contains(&self.dns.port) {
             return Err(ConfigError::Invalid("dns.port must be 1..65535".into()));
         }
+        if let Some(gate) = &self.fence_gate {
+            check_fence_gate(gate)?;
+        }
         if self.expiry_grace_seconds < 0 {
             return Err(ConfigError::Invalid("expiryGraceSeconds must be >= 0".into()));
         }
@@ -239,6 +273,25 @@ impl Config {
         }
         Ok(())
     }
+}
+
+fn check_fence_gate(gate: &FenceGateConfig) -> Result<(), ConfigError> {
+    if gate.image.trim().is_empty() {
+        return Err(ConfigError::Invalid("fenceGate.image must name an image".into()));
+    }
+    match parse_ttl(&gate.timeout) {
+        Ok(t) if t.as_secs() >= 1 => {}
+        Ok(_) => return Err(ConfigError::Invalid("fenceGate.timeout must be at least 1s".into())),
+        Err(e) => return Err(ConfigError::Invalid(format!("fenceGate.timeout: {e}"))),
+    }
+    if let Some(probe) = &gate.probe
+        && probe.parse::<std::net::SocketAddr>().is_err()
+    {
+        return Err(ConfigError::Invalid(format!(
+            "fenceGate.probe {probe:?} is not ip:port (an IPv6 address in brackets)"
+        )));
+    }
+    Ok(())
 }
 
 /// Parses a lifetime such as `90s`, `30m`, `1h30m` or `2d`: the notation the CRD accepts.
@@ -313,6 +366,21 @@ mod tests {
         assert_eq!(config.default_ttl(), Duration::from_secs(600));
         assert_eq!(config.cluster.pod_cidrs, vec!["10.0.0.0/16".to_owned()]);
         assert_eq!(config.tmp_size, "64Mi");
+    }
+
+    #[test]
+    fn fence_gate_is_off_by_default_and_checked_when_set() {
+        assert_eq!(Config::default().fence_gate, None);
+        let gate = |yaml: &str| Config::from_yaml(yaml).expect("parses").check();
+        assert!(gate("fenceGate: {image: kennel/operator:1}\n").is_ok());
+        let config =
+            Config::from_yaml("fenceGate: {image: i, probe: '10.96.0.1:443'}\n").expect("parses");
+        let set = config.fence_gate.expect("set");
+        assert_eq!((set.timeout_seconds(), set.probe.as_deref()), (60, Some("10.96.0.1:443")));
+        assert!(gate("fenceGate: {image: ''}\n").is_err());
+        assert!(gate("fenceGate: {image: i, timeout: 0s}\n").is_err());
+        assert!(gate("fenceGate: {image: i, probe: kubernetes}\n").is_err());
+        assert!(Config::from_yaml("fenceGate: {image: i, timeoutSeconds: 5}\n").is_err());
     }
 
     #[test]

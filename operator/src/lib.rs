@@ -8,6 +8,7 @@ pub mod build;
 pub mod config;
 pub mod controller;
 pub mod error;
+pub mod fence_gate;
 pub mod leader;
 pub mod policy;
 pub mod telemetry;

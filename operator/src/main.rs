@@ -1,4 +1,5 @@
-//! The `kennel-operator` command: `run` the controller, or print the `crd` YAML.
+//! The `kennel-operator` command: `run` the controller, print the `crd` YAML, or, inside a
+//! sandbox Pod, hold the agent back until its egress fence is in force (`fence-gate`).
 
 use std::{io::Write, net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
 
@@ -8,7 +9,7 @@ use kube::Client;
 use kennel::{
     config::Config,
     controller::{self, Context, Scope},
-    leader,
+    fence_gate, leader,
     telemetry::{self, EventPublisher, Health, LogFormat, Metrics},
 };
 
@@ -25,6 +26,9 @@ enum Command {
     Crd,
     /// Run the controller.
     Run(Box<RunArgs>),
+    /// Inside a sandbox Pod (init container): exit 0 once the Pod's egress fence blocks a
+    /// probe address, 1 if it does not within the timeout.
+    FenceGate(fence_gate::Args),
 }
 
 #[derive(clap::Args)]
@@ -51,6 +55,7 @@ struct RunArgs {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Crd => print_crds(),
+        Command::FenceGate(args) => fence_gate::run(&args),
         Command::Run(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
             match runtime {

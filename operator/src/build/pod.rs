@@ -1,5 +1,7 @@
 //! The sandbox Pod: one `agent` container under the isolation level's `RuntimeClass`, with
-//! every hardening field set explicitly so it passes Pod Security "restricted" as written.
+//! every hardening field set explicitly so it passes Pod Security "restricted" as written,
+//! and, where configured, the fence gate as init container, so that the agent starts only
+//! once the Pod's egress fence is in force.
 
 use std::collections::BTreeMap;
 
@@ -16,6 +18,8 @@ use k8s_openapi::{
 
 use crate::{
     build::{labels, volumes},
+    config::FenceGateConfig,
+    fence_gate,
     policy::SandboxPlan,
 };
 
@@ -24,8 +28,21 @@ pub const CONTAINER: &str = "agent";
 /// Seconds the agent gets to stop: its workspace is thrown away anyway.
 const GRACE_SECONDS: i64 = 5;
 
-/// The sandbox Pod, named after the sandbox and owned by it.
+/// The fence gate's requests and limits: a single-threaded probe loop that holds a few MiB.
+const GATE_REQUESTS: [(&str, &str); 3] =
+    [("cpu", "10m"), ("memory", "16Mi"), ("ephemeral-storage", "1Mi")];
+const GATE_LIMITS: [(&str, &str); 3] =
+    [("cpu", "100m"), ("memory", "32Mi"), ("ephemeral-storage", "1Mi")];
+
+/// The sandbox Pod without a fence gate.
+// Transitional: the apply step moves to `gated_pod` with the operator's configuration.
 pub fn pod(plan: &SandboxPlan, owner: OwnerReference) -> Pod {
+    gated_pod(plan, owner, None)
+}
+
+/// The sandbox Pod, named after the sandbox and owned by it, with the fence gate as init
+/// container when `gate` is set.
+pub fn gated_pod(plan: &SandboxPlan, owner: OwnerReference, gate: Option<&FenceGateConfig>) -> Pod {
     let mut annotations = labels::common_annotations(plan);
     annotations.insert(labels::EXPIRES_AT.to_owned(), plan.expires_at.to_rfc3339());
     Pod {
@@ -37,7 +54,10 @@ pub fn pod(plan: &SandboxPlan, owner: OwnerReference) -> Pod {
             owner_references: Some(vec![owner]),
             ..ObjectMeta::default()
         },
-        spec: Some(pod_spec(plan)),
+        spec: Some(PodSpec {
+            init_containers: gate.map(|gate| vec![fence_gate_container(plan, gate)]),
+            ..pod_spec(plan)
+        }),
         status: None,
     }
 }
@@ -93,17 +113,57 @@ fn container(plan: &SandboxPlan) -> Container {
             limits: Some(quantities(&plan.limits)),
             ..ResourceRequirements::default()
         }),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            privileged: Some(false),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            capabilities: Some(Capabilities { add: None, drop: Some(vec!["ALL".to_owned()]) }),
-            seccomp_profile: Some(runtime_default()),
-            ..SecurityContext::default()
-        }),
+        security_context: Some(restricted()),
         volume_mounts: Some(volumes::volume_mounts(plan)),
         ..Container::default()
+    }
+}
+
+/// The fence gate: `kennel-operator fence-gate` from the configured image, under the Pod's
+/// RuntimeClass, user and (absent) token like the agent, with no volumes. Its failure
+/// message (stderr) becomes the termination message the sandbox's status shows.
+fn fence_gate_container(plan: &SandboxPlan, gate: &FenceGateConfig) -> Container {
+    let mut args = vec![
+        "fence-gate".to_owned(),
+        "--timeout-seconds".to_owned(),
+        gate.timeout_seconds().to_string(),
+    ];
+    if let Some(probe) = &gate.probe {
+        args.extend(["--probe".to_owned(), probe.clone()]);
+    }
+    let amounts = |list: [(&str, &str); 3]| {
+        list.iter().map(|(k, v)| ((*k).to_owned(), Quantity((*v).to_owned()))).collect()
+    };
+    Container {
+        name: fence_gate::CONTAINER.to_owned(),
+        image: Some(gate.image.clone()),
+        image_pull_policy: Some("IfNotPresent".to_owned()),
+        args: Some(args),
+        resources: Some(ResourceRequirements {
+            requests: Some(amounts(GATE_REQUESTS)),
+            limits: Some(amounts(GATE_LIMITS)),
+            ..ResourceRequirements::default()
+        }),
+        security_context: Some(SecurityContext {
+            run_as_user: Some(plan.run_as_user),
+            run_as_group: Some(plan.run_as_user),
+            ..restricted()
+        }),
+        termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
+        ..Container::default()
+    }
+}
+
+/// The container security context of Pod Security "restricted", read-only root included.
+fn restricted() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        privileged: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities { add: None, drop: Some(vec!["ALL".to_owned()]) }),
+        seccomp_profile: Some(runtime_default()),
+        ..SecurityContext::default()
     }
 }
 
@@ -125,7 +185,17 @@ mod tests {
 
     fn build(spec: &str) -> Pod {
         let owner = owner_reference(&sandbox(spec)).expect("owner");
-        pod(&accepted(spec), owner)
+        gated_pod(&accepted(spec), owner, None)
+    }
+
+    fn gated(probe: Option<&str>) -> Pod {
+        let owner = owner_reference(&sandbox("image: x")).expect("owner");
+        let gate = FenceGateConfig {
+            image: "kennel/operator:1".into(),
+            probe: probe.map(str::to_owned),
+            timeout: "45s".into(),
+        };
+        gated_pod(&accepted("image: x"), owner, Some(&gate))
     }
 
     fn spec_of(pod: &Pod) -> &PodSpec {
@@ -235,5 +305,57 @@ mod tests {
         let annotations = pod.metadata.annotations.clone().unwrap_or_default();
         assert_eq!(annotations[labels::EXPIRES_AT], "2030-01-01T01:00:00+00:00");
         assert_eq!(annotations[labels::SANDBOX_NAME], "demo");
+    }
+
+    #[test]
+    fn without_a_configured_gate_the_agent_is_the_only_container() {
+        let pod = build("image: x");
+        assert!(spec_of(&pod).init_containers.is_none());
+    }
+
+    #[test]
+    fn the_fence_gate_runs_before_the_agent_from_the_configured_image() {
+        let pod = gated(None);
+        let spec = spec_of(&pod);
+        let inits = spec.init_containers.as_deref().unwrap_or_default();
+        assert_eq!(inits.len(), 1, "one init container: the gate");
+        let gate = &inits[0];
+        assert_eq!(gate.name, "fence-gate");
+        assert_eq!(gate.image.as_deref(), Some("kennel/operator:1"));
+        assert_eq!(gate.command, None, "the image's entrypoint is kennel-operator");
+        assert_eq!(
+            gate.args,
+            Some(vec!["fence-gate".into(), "--timeout-seconds".into(), "45".into()]),
+            "no --probe: the gate uses the kubernetes Service"
+        );
+        assert_eq!(gate.termination_message_policy.as_deref(), Some("FallbackToLogsOnError"));
+        assert_eq!(spec.containers[0].name, "agent", "the agent is still the app container");
+        let probe = gated(Some("10.96.0.1:443"));
+        let args = spec_of(&probe).init_containers.as_deref().unwrap_or_default()[0].args.clone();
+        assert_eq!(args.unwrap_or_default()[3..], ["--probe".to_owned(), "10.96.0.1:443".into()]);
+    }
+
+    #[test]
+    fn the_fence_gate_is_as_fenced_as_the_agent_with_tight_resources() {
+        let pod = gated(None);
+        let spec = spec_of(&pod);
+        let gate = &spec.init_containers.as_deref().unwrap_or_default()[0];
+        // Same Pod: same RuntimeClass, no token, no host namespaces.
+        assert_eq!(spec.runtime_class_name.as_deref(), Some("gvisor"));
+        assert_eq!(spec.automount_service_account_token, Some(false));
+        assert!(gate.volume_mounts.is_none(), "the gate mounts nothing");
+        let context = gate.security_context.clone().expect("security context");
+        assert_eq!(context.read_only_root_filesystem, Some(true));
+        assert_eq!((context.run_as_non_root, context.run_as_user), (Some(true), Some(65532)));
+        assert_eq!(context.allow_privilege_escalation, Some(false));
+        assert_eq!(context.capabilities.and_then(|c| c.drop), Some(vec!["ALL".to_owned()]));
+        assert_eq!(context.seccomp_profile, Some(runtime_default()));
+        let resources = gate.resources.clone().expect("resources");
+        let limits = resources.limits.unwrap_or_default();
+        let requests = resources.requests.unwrap_or_default();
+        assert_eq!(limits.keys().collect::<Vec<_>>(), ["cpu", "ephemeral-storage", "memory"]);
+        assert_eq!(requests.keys().collect::<Vec<_>>(), ["cpu", "ephemeral-storage", "memory"]);
+        assert_eq!(limits["memory"], Quantity("32Mi".into()));
+        assert_eq!(requests["cpu"], Quantity("10m".into()));
     }
 }
