@@ -1,18 +1,19 @@
 //! The AgentSandbox controller: a named pipeline, one module per step.
 //!
 //! Each reconcile runs, in order:
-//! 1. [`load`]: the sandbox's Pod, whose ownership is decided by UID;
+//! 1. [`load`]: the sandbox's Pod from the watch cache, its ownership decided by UID;
 //! 2. validate: [`crate::policy::tenant::plan`] checks the spec against the operator's rules
 //!    and the namespace's tenant policy, giving a plan or a `Rejected` status;
 //! 3. [`expiry`]: past `expiresAt`, tear down Pod first, then the rest;
-//! 4. [`apply`]: server-side apply of the NetworkPolicy, then (if missing) the Pod;
+//! 4. [`apply`]: server-side apply of the NetworkPolicy unless the cached one already
+//!    matches, then (if missing) the Pod;
 //! 5. [`observe`]: read the agent's state from its Pod;
 //! 6. [`status`]: write the status only when it changed.
 //!
 //! [`reconcile`] holds the body; this module wires the watches and the error policy.
 //! [`tenant`] runs beside it: the policy and namespace stores, and the tenant reconciler
 //! (namespace labels, quotas, admission bindings). A policy or namespace change re-checks
-//! every sandbox.
+//! every sandbox. [`stores`] holds the watch caches the steps read instead of the API server.
 
 pub mod apply;
 pub mod expiry;
@@ -21,16 +22,22 @@ pub mod observe;
 mod reconcile;
 pub mod sources;
 pub mod status;
+pub mod stores;
 pub mod tenant;
 
 use std::{collections::HashMap, sync::Arc, sync::Mutex, time::Duration};
 
-use futures::StreamExt;
-use k8s_openapi::api::{core::v1::Pod, networking::v1::NetworkPolicy};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::{core::v1::Pod, networking::v1::NetworkPolicy, node::v1::RuntimeClass};
 use kube::{
     Api, Client, ResourceExt,
     api::ListParams,
-    runtime::{Controller, controller::Action, watcher},
+    runtime::{
+        Controller, WatchStreamExt,
+        controller::Action,
+        reflector::{self, ObjectRef, Store},
+        watcher,
+    },
 };
 
 use crate::{
@@ -56,6 +63,8 @@ pub struct Context {
     pub events: EventPublisher,
     /// Every `SandboxPolicy` and the watched Namespaces, for tenant policy resolution.
     pub tenants: tenant::TenantStores,
+    /// Watch caches of Pods, NetworkPolicies and RuntimeClasses.
+    pub stores: stores::Stores,
     /// Consecutive failures per sandbox, for the growing retry delay.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -74,6 +83,7 @@ impl Context {
             metrics,
             events,
             tenants: tenant::TenantStores::default(),
+            stores: stores::Stores::default(),
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -145,23 +155,57 @@ pub async fn run(ctx: Arc<Context>, health: Arc<Health>, scope: Scope) -> Result
     let tenant_changes = tenant::start_watches(&ctx, &scope).await?;
     tokio::spawn(tenant::run(ctx.clone(), scope.clone(), tenant_changes.clone()));
 
+    let Some(writers) = ctx.stores.take_writers() else {
+        return Err(StartError::AlreadyStarted);
+    };
+    let (store, sandbox_writer) = reflector::store();
+    let sandbox_events = watcher(sandboxes, watcher::Config::default())
+        .modify(stores::trim_metadata)
+        .reflect(sandbox_writer)
+        .applied_objects();
     let selector = format!("{}={}", labels::MANAGED_BY, labels::MANAGER);
-    let children = watcher::Config::default().labels(&selector);
-    let controller = Controller::new(sandboxes, watcher::Config::default())
-        .owns(scope.api::<Pod>(&client), children.clone())
-        .owns(scope.api::<NetworkPolicy>(&client), children)
+    let stores_ctx = ctx.clone();
+    let pods = watcher(scope.api::<Pod>(&client), watcher::Config::default().labels(&selector))
+        .modify(stores::trim_pod)
+        .reflect(writers.pods)
+        .inspect_ok(move |event| {
+            if let watcher::Event::Apply(pod) | watcher::Event::Delete(pod) = event {
+                stores_ctx.stores.pod_seen(pod);
+            }
+        })
+        .touched_objects();
+    let policies = watcher(scope.api::<NetworkPolicy>(&client), watcher::Config::default())
+        .modify(stores::trim_metadata)
+        .reflect(writers.network_policies)
+        .touched_objects();
+    // RuntimeClasses trigger nothing: a sandbox waiting for one is re-checked periodically.
+    let classes = watcher(Api::<RuntimeClass>::all(client.clone()), watcher::Config::default())
+        .modify(stores::trim_metadata)
+        .default_backoff()
+        .reflect(writers.runtime_classes);
+    tokio::spawn(classes.for_each(|_| std::future::ready(())));
+    let sandboxes_of = store.clone();
+    let controller = Controller::for_stream(sandbox_events, store.clone())
+        .owns_stream(pods)
+        .watches_stream(policies, move |policy| policy_sandboxes(&sandboxes_of, &policy))
         .reconcile_all_on(tenant::triggers(tenant_changes))
         .shutdown_on_signal();
-    let store = controller.store();
     ctx.metrics.watch_cache(store.clone());
     let ready = health.clone();
+    let ready_ctx = ctx.clone();
     tokio::spawn(async move {
         // A store's `wait_until_ready` wakes only the task that polled it last, and the
         // controller's runner polls it too: re-poll until ready instead of waiting once.
         // Taking the wake-up from the runner is harmless, as every watch event re-polls it.
         loop {
-            match tokio::time::timeout(Duration::from_millis(250), store.wait_until_ready()).await {
-                Ok(Ok(())) => {
+            let all = futures::future::try_join4(
+                store.wait_until_ready(),
+                ready_ctx.stores.pods.wait_until_ready(),
+                ready_ctx.stores.network_policies.wait_until_ready(),
+                ready_ctx.stores.runtime_classes.wait_until_ready(),
+            );
+            match tokio::time::timeout(Duration::from_millis(250), all).await {
+                Ok(Ok(_)) => {
                     ready.set_ready(true);
                     tracing::info!("watch caches synced, ready");
                     break;
@@ -189,6 +233,28 @@ pub async fn run(ctx: Arc<Context>, health: Arc<Health>, scope: Scope) -> Result
         .await;
     tracing::info!("controller stopped");
     Ok(())
+}
+
+/// The sandboxes a NetworkPolicy change concerns: its owner for Kennel's own policies, and
+/// every sandbox of the namespace for anyone else's, which may widen their egress.
+fn policy_sandboxes(
+    sandboxes: &Store<AgentSandbox>,
+    policy: &NetworkPolicy,
+) -> Vec<ObjectRef<AgentSandbox>> {
+    let namespace = policy.namespace().unwrap_or_default();
+    let owner = policy.owner_references().iter().find(|o| o.controller == Some(true));
+    if let Some(owner) = owner.filter(|o| o.kind == "AgentSandbox") {
+        return vec![ObjectRef::new(&owner.name).within(&namespace)];
+    }
+    if policy.labels().get(labels::MANAGED_BY).is_some_and(|v| v == labels::MANAGER) {
+        return Vec::new();
+    }
+    sandboxes
+        .state()
+        .iter()
+        .filter(|sandbox| sandbox.namespace().as_deref() == Some(namespace.as_str()))
+        .map(|sandbox| ObjectRef::from_obj(sandbox.as_ref()))
+        .collect()
 }
 
 /// Retries a failed reconcile with a delay that doubles per consecutive failure of the

@@ -48,7 +48,7 @@ async fn pipeline(sandbox: &AgentSandbox, ctx: &Context) -> Result<Action> {
     }
     let uid = sandbox.uid().ok_or(Error::MissingField("metadata.uid"))?;
     let ns = sandbox.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
-    let pod = load::pod(&ctx.client, &ns, &sandbox.name_any(), &uid).await?;
+    let pod = load::pod(&ctx.stores, &ns, &sandbox.name_any(), &uid);
 
     let tenant = ctx.tenants.policy_for(&ctx.client, &ns, &ctx.config).await?;
     let found = sources::read(&ctx.client, &ns, sandbox, &tenant).await?;
@@ -94,17 +94,11 @@ async fn run(
     let mut action = None;
     let pod = match pod {
         PodState::Ours(pod) => {
-            apply::network_policy(&ctx.client, plan, &owner, Some(&pod)).await?;
+            apply::network_policy(&ctx.client, &ctx.stores, plan, &owner, Some(&pod)).await?;
             Some(*pod)
         }
         PodState::Foreign(_) => {
-            let message = format!(
-                "a Pod named {} that this sandbox does not own still exists; it is waited out, \
-                 never adopted (delete it if it is not terminating)",
-                plan.name
-            );
-            pending(&mut next, reason::WAITING_FOR_OLD_POD, &message, generation);
-            action = Some(Action::requeue(Duration::from_secs(2)));
+            action = Some(wait_for_foreign_pod(&mut next, plan, generation));
             None
         }
         PodState::Missing => {
@@ -148,7 +142,7 @@ async fn create_pod(
         // The agent finished and its Pod was removed since: never start it again.
         return Ok((None, None));
     }
-    if !load::runtime_class_exists(&ctx.client, &plan.runtime_class).await? {
+    if !load::runtime_class_exists(&ctx.stores, &ctx.client, &plan.runtime_class).await? {
         let message = format!(
             "RuntimeClass {:?} for isolation {} does not exist on this cluster; install the \
              runtime or change the operator's runtimeClasses",
@@ -160,7 +154,7 @@ async fn create_pod(
         return Ok((None, Some(Action::requeue(RECHECK))));
     }
     let recreated = next.start_time.is_some() || next.node_name.is_some();
-    match apply::pod_and_prerequisites(&ctx.client, plan, owner).await? {
+    match apply::pod_and_prerequisites(&ctx.client, &ctx.stores, plan, owner).await? {
         PodOutcome::Created(pod) => {
             if recreated {
                 ctx.events
@@ -177,6 +171,17 @@ async fn create_pod(
             tracing::info!(recreated, "pod created");
             Ok((Some(*pod), None))
         }
+        PodOutcome::AlreadyExists => {
+            // The watch cache had not shown it yet: judge it as the API server has it.
+            let uid = sandbox.uid().unwrap_or_default();
+            match load::pod_from_server(&ctx.client, &plan.namespace, &plan.name, &uid).await? {
+                PodState::Ours(pod) => Ok((Some(*pod), None)),
+                PodState::Foreign(_) => {
+                    Ok((None, Some(wait_for_foreign_pod(next, plan, generation))))
+                }
+                PodState::Missing => Ok((None, Some(Action::requeue(Duration::from_millis(200))))),
+            }
+        }
         PodOutcome::Refused(server_message) => {
             let message = format!("the API server refused the sandbox's Pod: {server_message}");
             ctx.metrics.record_refusal(reason::POD_REJECTED);
@@ -184,6 +189,22 @@ async fn create_pod(
             Ok((None, Some(Action::requeue(RECHECK))))
         }
     }
+}
+
+/// A Pod of the sandbox's name belongs to someone else, usually an earlier sandbox of the
+/// same name whose Pod is still terminating: wait, never adopt.
+fn wait_for_foreign_pod(
+    next: &mut AgentSandboxStatus,
+    plan: &SandboxPlan,
+    generation: Option<i64>,
+) -> Action {
+    let message = format!(
+        "a Pod named {} that this sandbox does not own still exists; it is waited out, never \
+         adopted (delete it if it is not terminating)",
+        plan.name
+    );
+    pending(next, reason::WAITING_FOR_OLD_POD, &message, generation);
+    Action::requeue(Duration::from_secs(2))
 }
 
 fn pending(next: &mut AgentSandboxStatus, why: &str, message: &str, generation: Option<i64>) {
