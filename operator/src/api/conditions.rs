@@ -7,6 +7,9 @@ pub const ACCEPTED: &str = "Accepted";
 pub const READY: &str = "Ready";
 /// The sandbox's lifetime has elapsed.
 pub const EXPIRED: &str = "Expired";
+/// Another `NetworkPolicy` selecting the sandbox's Pod opens egress beyond its allowlist.
+/// Network policies add up, so the sandbox can reach more than its spec says.
+pub const EGRESS_WIDENED: &str = "EgressWidened";
 
 /// Reasons a person can act on. Each names what happened, not where in the code.
 pub mod reason {
@@ -44,4 +47,9 @@ pub mod reason {
     pub const TTL_ELAPSED: &str = "LifetimeElapsed";
     /// The lifetime has not elapsed yet.
     pub const ALIVE: &str = "WithinLifetime";
+    /// A `NetworkPolicy` Kennel does not manage opens egress beyond the allowlist; the
+    /// message names each policy and what it opens.
+    pub const FOREIGN_NETWORK_POLICY: &str = "ForeignNetworkPolicy";
+    /// No other `NetworkPolicy` opens egress beyond the allowlist.
+    pub const ALLOWLIST_ONLY: &str = "AllowlistOnly";
 }

@@ -3,6 +3,7 @@
 
 mod egress;
 pub mod lifetime;
+pub mod overlap;
 pub mod paths;
 pub mod plan;
 pub mod quantity;

@@ -56,6 +56,7 @@ pub struct Metrics {
     pod_running: Histogram,
     expiry_lag: Histogram,
     refusals: IntCounterVec,
+    warnings: IntCounterVec,
     sandboxes: SandboxCollector,
 }
 
@@ -109,6 +110,11 @@ impl Metrics {
                 "Sandboxes refused, by condition reason",
                 &["reason"],
             )?,
+            warnings: reg.int_counter_vec(
+                "kennel_sandbox_warnings_total",
+                "Warnings raised about accepted sandboxes, by condition reason",
+                &["reason"],
+            )?,
             sandboxes,
             registry,
         })
@@ -132,6 +138,12 @@ impl Metrics {
     /// Counts one refused sandbox under its condition reason (`api::conditions::reason`).
     pub fn record_refusal(&self, reason: &'static str) {
         self.refusals.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts one warning about an accepted sandbox under its condition reason, e.g. a
+    /// foreign `NetworkPolicy` that widens its egress (`api::conditions::reason`).
+    pub fn record_warning(&self, reason: &'static str) {
+        self.warnings.with_label_values(&[reason]).inc();
     }
 
     /// Observes the seconds from a sandbox's creation to the creation of its Pod.
@@ -298,5 +310,14 @@ pub(in crate::telemetry) mod tests {
         assert_eq!(line_value(&text, refusal), Some(1.0));
         let build = format!(r#"kennel_build_info{{version="{}"}}"#, env!("CARGO_PKG_VERSION"));
         assert_eq!(line_value(&text, &build), Some(1.0));
+    }
+
+    #[test]
+    fn recorded_warning_appears_under_its_reason() {
+        let metrics = Metrics::new().expect("metrics register");
+        metrics.record_warning(crate::api::conditions::reason::FOREIGN_NETWORK_POLICY);
+        let text = metrics.encode().expect("encodes");
+        let warning = r#"kennel_sandbox_warnings_total{reason="ForeignNetworkPolicy"}"#;
+        assert_eq!(line_value(&text, warning), Some(1.0));
     }
 }
