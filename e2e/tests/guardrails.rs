@@ -15,6 +15,8 @@
 mod inside;
 #[path = "guardrails/matrix.rs"]
 mod matrix;
+#[path = "guardrails/mounts.rs"]
+mod mounts;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -27,7 +29,7 @@ use kennel::api::{AgentSandbox, SandboxPolicy};
 use kennel_e2e::{
     ClusterEnv, TestNamespace, client,
     kubectl::{Output, kubectl, kubectl_ok},
-    operator::OperatorProcess,
+    operator::{OperatorProcess, OperatorSettings},
     sandbox,
 };
 use kube::{Api, Client, api::DeleteParams};
@@ -57,6 +59,11 @@ impl Tenant {
     /// indented) selecting it, and an operator watching it; waits until the operator has
     /// labelled the namespace and bound the policy.
     pub async fn new(prefix: &str, rules: &str) -> Result<Self> {
+        Self::new_with(prefix, rules, &OperatorSettings::default()).await
+    }
+
+    /// [`Tenant::new`] with an operator started with `settings`.
+    pub async fn new_with(prefix: &str, rules: &str, settings: &OperatorSettings) -> Result<Self> {
         let env = ClusterEnv::load()?;
         let client = client(&env).await?;
         install_admission(&env)?;
@@ -69,7 +76,7 @@ impl Tenant {
              spec:\n  namespaceSelector: {{matchLabels: {{{TENANT_LABEL}: {name}}}}}\n{rules}"
         );
         apply_text(&env, None, &policy).context("failed to apply the test's SandboxPolicy")?;
-        let operator = OperatorProcess::start(&env, &name).await?;
+        let operator = OperatorProcess::start_with(&env, &name, settings).await?;
         let tenant = Self { operator, ns, client, env };
         tenant.wait_governed().await?;
         Ok(tenant)

@@ -41,14 +41,17 @@ pub struct Outcome {
 }
 
 /// The policy of the matrix's namespace: gVisor only, at most 30 minutes, images under
-/// `kennel.local/`, no cluster ranges, ConfigMaps `inputs` and `task-*`, no claims.
+/// `kennel.local/`, no cluster ranges, ConfigMaps `inputs` and `task-*`, Secrets `task-*`
+/// labelled `kennel.dev/input=true`, claims `shared-*`, nothing writable.
 pub fn policy_rules(env: &ClusterEnv) -> String {
     let api = env.api_server_endpoint.rsplit_once(':').map_or("", |(ip, _)| ip);
     format!(
         "  isolation: {{allowed: [gvisor]}}\n  lifetime: {{defaultTtl: 10m, maxTtl: 30m}}\n  \
          images: {{allowedPrefixes: [kennel.local/]}}\n  egress:\n    allowedCidrs: [0.0.0.0/0]\n    \
          deniedCidrs: [{}, {}, {api}/32]\n  mounts:\n    configMaps: {{allowed: true, names: [inputs, task-*]}}\n    \
-         persistentVolumeClaims: {{allowed: false}}\n  blockedMountPaths: [/etc/kennel]\n",
+         secrets: {{allowed: true, names: [task-*], matchLabels: {{kennel.dev/input: 'true'}}}}\n    \
+         persistentVolumeClaims: {{allowed: true, names: [shared-*]}}\n    allowWritable: false\n  \
+         blockedMountPaths: [/etc/kennel]\n",
         env.pod_cidr, env.service_cidr
     )
 }
@@ -134,10 +137,28 @@ fn cases(env: &ClusterEnv) -> Vec<Case> {
             "spec.automountServiceAccountToken",
         ),
         case(
-            "secret-mount",
-            "a Secret as a mount (no policy allows it)",
+            "secret-not-allowed",
+            "a Secret outside the allowed names",
             "  mounts:\n  - {name: s, mountPath: /s, secret: {secretName: db}}\n",
-            "spec.mounts[0].secret",
+            "spec.mounts[].secret.secretName",
+        ),
+        case(
+            "secret-label-mismatch",
+            "a Secret of an allowed name without the required label",
+            "  mounts:\n  - {name: s, mountPath: /s, secret: {secretName: task-plain}}\n",
+            "spec.mounts[0].secret.secretName",
+        ),
+        case(
+            "secret-sa-token",
+            "a Secret holding a service-account token",
+            "  mounts:\n  - {name: s, mountPath: /s, secret: {secretName: task-token}}\n",
+            "spec.mounts[0].secret.secretName",
+        ),
+        case(
+            "claim-writable",
+            "a writable claim where the policy allows none",
+            "  mounts:\n  - {name: d, mountPath: /d, persistentVolumeClaim: {claimName: shared-data, writable: true}}\n",
+            "spec.mounts[].persistentVolumeClaim.writable",
         ),
         case(
             "unknown-field",
@@ -435,8 +456,16 @@ fn manifest(tenant: &Tenant, case: &Case) -> String {
     text
 }
 
+/// The Secrets some cases name: one of an allowed name without the required label, and a
+/// labelled service-account token.
+const SECRETS: &str = "apiVersion: v1\nkind: Secret\nmetadata: {name: task-plain}\n\
+    stringData: {x: y}\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: task-token\n  \
+    labels: {kennel.dev/input: 'true'}\n  annotations: {kubernetes.io/service-account.name: default}\n\
+    type: kubernetes.io/service-account-token\n";
+
 /// Applies every case as a tenant would, then waits for the admitted ones to be rejected.
 pub async fn run(tenant: &Tenant) -> Result<Vec<Outcome>> {
+    crate::apply_text(&tenant.env, Some(tenant.ns()), SECRETS)?;
     let mut outcomes = Vec::new();
     let mut admitted = Vec::new();
     for case in cases(&tenant.env) {
