@@ -182,8 +182,11 @@ async fn a_writable_claim_is_refused_unless_the_policy_allows_writable_inputs() 
             .flatten()
             .find(|m| m.name == "data")
             .context("no data mount")?;
-        ensure!(claim.read_only == Some(!writable), "{name}: claim readOnly {:?}", claim.read_only);
-        ensure!(mount.read_only == Some(!writable), "{name}: mount readOnly {:?}", mount.read_only);
+        // The API server drops `readOnly: false`, the default.
+        let (claim_ro, mount_ro) =
+            (claim.read_only.unwrap_or(false), mount.read_only.unwrap_or(false));
+        ensure!(claim_ro != writable, "{name}: claim readOnly {:?}", claim.read_only);
+        ensure!(mount_ro != writable, "{name}: mount readOnly {:?}", mount.read_only);
     }
     strict.assert_no_panic()?;
     open.assert_no_panic()
