@@ -459,7 +459,7 @@ fn manifest(tenant: &Tenant, case: &Case) -> String {
 /// The Secrets some cases name: one of an allowed name without the required label, and a
 /// labelled service-account token.
 const SECRETS: &str = "apiVersion: v1\nkind: Secret\nmetadata: {name: task-plain}\n\
-    stringData: {x: y}\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: task-token\n  \
+    stringData: {x: plain}\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: task-token\n  \
     labels: {kennel.dev/input: 'true'}\n  annotations: {kubernetes.io/service-account.name: default}\n\
     type: kubernetes.io/service-account-token\n";
 
