@@ -8,7 +8,9 @@
 //! 4. [`apply`]: server-side apply of the NetworkPolicy unless the cached one already
 //!    matches, then (if missing) the Pod;
 //! 5. [`observe`]: read the agent's state from its Pod;
-//! 6. [`status`]: write the status only when it changed.
+//! 6. [`egress_check`]: other NetworkPolicies that select the Pod and open egress beyond
+//!    the allowlist, shown as the `EgressWidened` condition;
+//! 7. [`status`]: write the status only when it changed.
 //!
 //! [`reconcile`] holds the body; this module wires the watches and the error policy.
 //! [`tenant`] runs beside it: the policy and namespace stores, and the tenant reconciler
@@ -16,6 +18,7 @@
 //! every sandbox. [`stores`] holds the watch caches the steps read instead of the API server.
 
 pub mod apply;
+pub mod egress_check;
 pub mod expiry;
 pub mod load;
 pub mod observe;

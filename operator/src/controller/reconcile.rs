@@ -14,7 +14,7 @@ use crate::{
     controller::{
         Context, apply,
         apply::PodOutcome,
-        expiry,
+        egress_check, expiry,
         load::{self, PodState},
         observe, sources, status,
     },
@@ -107,6 +107,7 @@ async fn run(
             pod
         }
     };
+    let wait = egress_check::check(ctx, sandbox, plan, pod.as_ref(), &mut next).await;
     if let Some(pod) = pod {
         if deleted_while_live(&pod, &next) {
             // The agent's exit is the deletion's doing, not its own: recording it as a
@@ -119,7 +120,7 @@ async fn run(
             record_observation(ctx, sandbox, &mut next, &observe::observe(&pod));
         }
     }
-    Ok((next, action))
+    Ok((next, action.or(wait)))
 }
 
 /// Whether someone deleted the sandbox's Pod while the agent had not finished. (Expiry and
