@@ -11,6 +11,8 @@
 //!
 //! The matrix's table of cases and outcomes is written to `docs/security.md`.
 
+#[path = "guardrails/egress_overlap.rs"]
+mod egress_overlap;
 #[path = "guardrails/inside.rs"]
 mod inside;
 #[path = "guardrails/matrix.rs"]
