@@ -1,4 +1,4 @@
-//! A NetworkPolicy Kennel does not manage, selecting a sandbox's Pod and opening more egress
+//! A network policy Kennel does not manage, selecting a sandbox's Pod and opening more egress
 //! than its allowlist, shows on the sandbox as `EgressWidened=True` naming the policy, with a
 //! Warning Event; the condition clears when the policy goes. A policy that selects other
 //! Pods is not named.
@@ -17,15 +17,15 @@ use kube::{
 use crate::{Tenant, apply_text};
 
 /// How long the operator may take to notice a policy change and write the status.
-const VERDICT: Duration = Duration::from_secs(60);
+const VERDICT: Duration = Duration::from_mins(1);
 /// How long a gVisor sandbox may take to start on a busy two-core node.
-const START: Duration = Duration::from_secs(120);
+const START: Duration = Duration::from_mins(2);
 /// The condition and its reasons, as `operator/src/api/conditions.rs` names them.
 const WIDENED: &str = "EgressWidened";
 const FOREIGN: &str = "ForeignNetworkPolicy";
 const ALLOWLIST_ONLY: &str = "AllowlistOnly";
 
-/// A NetworkPolicy named `name` with the given pod selector, opening egress to 0.0.0.0/0.
+/// A `NetworkPolicy` named `name` with the given pod selector, opening egress to `0.0.0.0/0`.
 fn open_everything(name: &str, pod_selector: &str) -> String {
     format!(
         "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: {name}}}\n\
