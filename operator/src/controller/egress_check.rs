@@ -48,7 +48,8 @@ pub async fn check(
         return Some(Action::requeue(CACHE_LOADING));
     }
     let pod_labels = pod_labels(plan, pod);
-    let state = policies.state();
+    // Only this namespace's policies leave the cache: the store holds every namespace's.
+    let state = policies.state_filter(|p| p.metadata.namespace.as_ref() == Some(&plan.namespace));
     let found = widening_policies(
         &plan.namespace,
         &pod_labels,

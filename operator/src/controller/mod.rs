@@ -8,7 +8,7 @@
 //! 4. [`apply`]: server-side apply of the NetworkPolicy unless the cached one already
 //!    matches, then (if missing) the Pod;
 //! 5. [`observe`]: read the agent's state from its Pod;
-//! 6. [`egress_check`]: other NetworkPolicies that select the Pod and open egress beyond
+//! 6. [`egress_check`]: other network policies that select the Pod and open egress beyond
 //!    the allowlist, shown as the `EgressWidened` condition;
 //! 7. [`status`]: write the status only when it changed.
 //!
