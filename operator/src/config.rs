@@ -51,6 +51,9 @@ pub struct Config {
     /// force ([`crate::fence_gate`]). Off when absent: the agent then starts as soon as the
     /// Pod does, and may race ahead of the NetworkPolicy enforcer for its first moments.
     pub fence_gate: Option<FenceGateConfig>,
+    /// Most sandboxes reconciled at once. Each reconcile in flight holds a connection to
+    /// the API server, so a burst beyond this waits in the queue instead of opening more.
+    pub reconcile_concurrency: u16,
 }
 
 /// Where the fence gate comes from and what it probes.
@@ -149,6 +152,7 @@ impl Default for Config {
             allow_cluster_egress: false,
             default_policy: builtin_default_policy(),
             fence_gate: None,
+            reconcile_concurrency: 32,
         }
     }
 }

@@ -37,7 +37,7 @@ use kube::{
     api::ListParams,
     runtime::{
         Controller, WatchStreamExt,
-        controller::Action,
+        controller::{self, Action},
         reflector::{self, ObjectRef, Store},
         watcher,
     },
@@ -192,6 +192,9 @@ pub async fn run(ctx: Arc<Context>, health: Arc<Health>, scope: Scope) -> Result
         .owns_stream(pods)
         .watches_stream(policies, move |policy| policy_sandboxes(&sandboxes_of, &policy))
         .reconcile_all_on(tenant::triggers(tenant_changes))
+        .with_config(
+            controller::Config::default().concurrency(ctx.config.reconcile_concurrency.max(1)),
+        )
         .shutdown_on_signal();
     ctx.metrics.watch_cache(store.clone());
     let ready = health.clone();
@@ -239,7 +242,8 @@ pub async fn run(ctx: Arc<Context>, health: Arc<Health>, scope: Scope) -> Result
 }
 
 /// The sandboxes a NetworkPolicy change concerns: its owner for Kennel's own policies, and
-/// every sandbox of the namespace for anyone else's, which may widen their egress.
+/// every sandbox of the namespace for anyone else's, which may widen their egress. Own means
+/// controlled by an AgentSandbox: a label alone is easy to copy.
 fn policy_sandboxes(
     sandboxes: &Store<AgentSandbox>,
     policy: &NetworkPolicy,
@@ -248,9 +252,6 @@ fn policy_sandboxes(
     let owner = policy.owner_references().iter().find(|o| o.controller == Some(true));
     if let Some(owner) = owner.filter(|o| o.kind == "AgentSandbox") {
         return vec![ObjectRef::new(&owner.name).within(&namespace)];
-    }
-    if policy.labels().get(labels::MANAGED_BY).is_some_and(|v| v == labels::MANAGER) {
-        return Vec::new();
     }
     sandboxes
         .state()
