@@ -14,9 +14,9 @@ use kube::Api;
 use crate::{Tenant, apply_output, apply_text, wait_refused};
 
 /// How long a gVisor sandbox may take to start on a busy two-core node.
-const START: Duration = Duration::from_secs(120);
+const START: Duration = Duration::from_mins(2);
 /// How long the operator may take to judge a sandbox.
-const VERDICT: Duration = Duration::from_secs(60);
+const VERDICT: Duration = Duration::from_mins(1);
 
 /// A Secret `name` holding `token`, with `labels` (YAML flow map).
 fn secret(name: &str, labels: &str, token: &str) -> String {
@@ -230,7 +230,7 @@ async fn the_policy_default_isolation_is_applied_recorded_and_kept_when_the_defa
     if let Some(isolation) = policy.spec.rules.isolation.as_mut() {
         isolation.default = Some(Isolation::Gvisor);
     }
-    policies.replace(ns, &Default::default(), &policy).await?;
+    policies.replace(ns, &kube::api::PostParams::default(), &policy).await?;
     // Let the operator's policy cache see the change before the next sandbox arrives.
     tokio::time::sleep(Duration::from_secs(3)).await;
     apply_text(env, Some(ns), &tenant.sleeper("later", ""))?;

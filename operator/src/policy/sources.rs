@@ -18,11 +18,11 @@ pub const SERVICE_ACCOUNT_ANNOTATION: &str = "kubernetes.io/service-account.name
 /// The kinds of object a mount can name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SourceKind {
-    /// A ConfigMap.
+    /// A `ConfigMap`.
     ConfigMap,
     /// A Secret.
     Secret,
-    /// A PersistentVolumeClaim.
+    /// A `PersistentVolumeClaim`.
     Claim,
 }
 
