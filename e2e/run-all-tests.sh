@@ -15,6 +15,12 @@ e2e/cluster/up.sh
 echo "== cluster end-to-end tests"
 cargo test -p kennel-e2e --test cluster -- --test-threads=2
 
+# The release image holds the fence gate every test operator puts in its sandbox Pods,
+# and is the image the Helm tests install.
+echo "== operator image"
+KENNEL_OPERATOR_IMAGE="$(e2e/images/operator.sh)"
+export KENNEL_OPERATOR_IMAGE
+
 echo "== operator end-to-end tests (each test runs its own operator in its own namespace)"
 cargo build -p kennel-operator
 "$(grep '^KUBECTL=' e2e/.cluster/env | cut -d= -f2-)" \
@@ -27,7 +33,6 @@ echo "== tenant guardrails: hostile-input matrix, quota, policy re-check, bypass
 cargo test -p kennel-e2e --test guardrails -- --test-threads=2 --nocapture
 
 # Keep this step last: it installs the operator cluster-wide through the chart, which
-# would reconcile the other tests' sandboxes. It builds the release image and Helm.
+# would reconcile the other tests' sandboxes. It builds Helm.
 echo "== Helm chart: lint, dry run, install, sandbox, upgrade, handover, uninstall"
-KENNEL_OPERATOR_IMAGE="$(e2e/images/operator.sh)" KENNEL_HELM_CLUSTER_WIDE=1 \
-  cargo test -p kennel-e2e --test helm -- --test-threads=1 --nocapture
+KENNEL_HELM_CLUSTER_WIDE=1 cargo test -p kennel-e2e --test helm -- --test-threads=1 --nocapture

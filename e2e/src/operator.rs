@@ -24,6 +24,16 @@ pub struct OperatorSettings {
     pub default_ttl: Option<String>,
     /// `runtimeClasses`, when the test maps isolation levels differently.
     pub runtime_classes: Option<BTreeMap<String, String>>,
+    /// Leave `fenceGate` out even where [`fence_gate_image`] names an image, to measure
+    /// what the gate changes.
+    pub without_fence_gate: bool,
+}
+
+/// The image of the fence gate every test operator configures: `$KENNEL_OPERATOR_IMAGE`,
+/// the operator image `e2e/images/operator.sh` built and imported into the node. `None`
+/// when unset: sandbox Pods then start without the gate.
+pub fn fence_gate_image() -> Option<String> {
+    std::env::var("KENNEL_OPERATOR_IMAGE").ok().filter(|image| !image.trim().is_empty())
 }
 
 /// A running `kennel-operator run --namespace <ns>`. Killed by [`OperatorProcess::stop`]
@@ -185,6 +195,9 @@ fn config_yaml(env: &ClusterEnv, settings: &OperatorSettings) -> Result<String> 
     if let Some(classes) = &settings.runtime_classes {
         config["runtimeClasses"] = serde_json::to_value(classes)?;
     }
+    if let Some(image) = fence_gate_image().filter(|_| !settings.without_fence_gate) {
+        config["fenceGate"] = serde_json::json!({ "image": image });
+    }
     Ok(serde_json::to_string_pretty(&config)?)
 }
 
@@ -226,7 +239,11 @@ mod tests {
              DNS_POD_LABEL=k8s-app=kube-dns\nDNS_POD_PORT=5353\nBUSYBOX_IMAGE=b\n",
         )
         .expect("env parses");
-        let settings = OperatorSettings { default_ttl: Some("5m".into()), runtime_classes: None };
+        let settings = OperatorSettings {
+            default_ttl: Some("5m".into()),
+            without_fence_gate: true,
+            ..OperatorSettings::default()
+        };
         let config: serde_json::Value =
             serde_json::from_str(&config_yaml(&env, &settings).expect("config")).expect("json");
         assert_eq!(config["cluster"]["apiServerCidrs"][0], "10.244.0.1/32");
@@ -235,5 +252,6 @@ mod tests {
         assert_eq!(config["dns"]["podLabels"]["k8s-app"], "kube-dns");
         assert_eq!(config["defaultTtl"], "5m");
         assert!(config.get("runtimeClasses").is_none());
+        assert!(config.get("fenceGate").is_none(), "left out when asked");
     }
 }

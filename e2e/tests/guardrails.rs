@@ -11,6 +11,8 @@
 //!
 //! The matrix's table of cases and outcomes is written to `docs/security.md`.
 
+#[path = "guardrails/first_connection.rs"]
+mod first_connection;
 #[path = "guardrails/egress_overlap.rs"]
 mod egress_overlap;
 #[path = "guardrails/inside.rs"]

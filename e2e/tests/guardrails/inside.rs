@@ -9,6 +9,7 @@ use anyhow::{Context, Result, ensure};
 use k8s_openapi::api::core::v1::Pod;
 use kennel::api::Phase;
 use kennel_e2e::{
+    hosts::{METADATA, MetadataHost, TestHosts},
     kubectl::exec,
     pods::{create_running, pod_ip, shell_pod},
     sandbox,
@@ -119,5 +120,45 @@ async fn a_sandbox_that_fills_tmp_past_its_limit_is_stopped() -> Result<()> {
         let ready = sandbox::condition(&sandbox, "Ready").context("no Ready condition")?;
         ensure!(ready.reason == "Evicted", "the sandbox failed for another reason: {ready:?}");
     }
+    tenant.assert_no_panic()
+}
+
+#[tokio::test]
+async fn a_sandbox_cannot_reach_cloud_metadata_that_a_plain_pod_reaches() -> Result<()> {
+    // A server on 169.254.169.254 (local for pod traffic only, see test-hosts.sh), so the
+    // refusal is the fence's and not an empty address.
+    let metadata = MetadataHost::start()?;
+    let tenant = Tenant::new("guard-meta", "").await?;
+    let script = format!("nc -w 3 {METADATA} {} </dev/null", metadata.port);
+    let control = create_running(
+        &tenant.client,
+        tenant.ns(),
+        &shell_pod("control", &tenant.env.busybox_image, None, "sleep 3600"),
+    )
+    .await?;
+    let control_name = control.metadata.name.clone().unwrap_or_default();
+    let banner = TestHosts::banner(METADATA);
+    let plain = exec(&tenant.env, tenant.ns(), &control_name, None, &["sh", "-c", &script])?;
+    ensure!(
+        plain.stdout.contains(&banner),
+        "control: a plain Pod cannot reach {METADATA}: {}{}",
+        plain.stdout,
+        plain.stderr
+    );
+    let reached_by_control = metadata.accepted();
+    // The widest allowlist: the metadata range is carved out of it.
+    let agent = running_sandbox(
+        &tenant,
+        "agent",
+        "  command: [sleep, '3600']\n  network:\n    egress:\n    - {cidr: 0.0.0.0/0}\n",
+    )
+    .await?;
+    let agent_name = agent.metadata.name.clone().unwrap_or_default();
+    let inside = exec(&tenant.env, tenant.ns(), &agent_name, None, &["sh", "-c", &script])?;
+    ensure!(
+        !inside.stdout.contains(&banner) && metadata.accepted() == reached_by_control,
+        "the sandbox reached {METADATA} through an allowlist of 0.0.0.0/0: {}",
+        inside.stdout
+    );
     tenant.assert_no_panic()
 }

@@ -34,8 +34,7 @@ const GATE_REQUESTS: [(&str, &str); 3] =
 const GATE_LIMITS: [(&str, &str); 3] =
     [("cpu", "100m"), ("memory", "32Mi"), ("ephemeral-storage", "1Mi")];
 
-/// The sandbox Pod without a fence gate.
-// Transitional: the apply step moves to `gated_pod` with the operator's configuration.
+/// The sandbox Pod without a fence gate, as [`gated_pod`] builds it with none configured.
 pub fn pod(plan: &SandboxPlan, owner: OwnerReference) -> Pod {
     gated_pod(plan, owner, None)
 }
@@ -120,7 +119,7 @@ fn container(plan: &SandboxPlan) -> Container {
 }
 
 /// The fence gate: `kennel-operator fence-gate` from the configured image, under the Pod's
-/// RuntimeClass, user and (absent) token like the agent, with no volumes. Its failure
+/// `RuntimeClass`, user and (absent) token like the agent, with no volumes. Its failure
 /// message (stderr) becomes the termination message the sandbox's status shows.
 fn fence_gate_container(plan: &SandboxPlan, gate: &FenceGateConfig) -> Container {
     let mut args = vec![

@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use crate::{
     build,
+    config::FenceGateConfig,
     controller::{FIELD_MANAGER, stores::Stores},
     error::{Error, Result},
     policy::SandboxPlan,
@@ -108,13 +109,15 @@ fn covers(actual: &Value, desired: &Value) -> bool {
 
 /// Creates everything a new Pod needs and then the Pod itself, in this order: service
 /// account, NetworkPolicy, workspace claim, Pod. The Pod is never created before its
-/// policy exists. The Pod is created, not applied: a Pod of the same name that belongs to
+/// policy exists, and with a fence `gate` the agent waits until the policy is enforced.
+/// The Pod is created, not applied: a Pod of the same name that belongs to
 /// someone else must make this fail, never be taken over.
 pub async fn pod_and_prerequisites(
     client: &Client,
     stores: &Stores,
     plan: &SandboxPlan,
     owner: &OwnerReference,
+    gate: Option<&FenceGateConfig>,
 ) -> Result<PodOutcome> {
     let ns = plan.namespace.as_str();
     let account = plan.service_account.as_str();
@@ -130,7 +133,7 @@ pub async fn pod_and_prerequisites(
     }
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let params = PostParams { field_manager: Some(FIELD_MANAGER.to_owned()), dry_run: false };
-    match pods.create(&params, &build::pod::pod(plan, owner.clone())).await {
+    match pods.create(&params, &build::pod::gated_pod(plan, owner.clone(), gate)).await {
         Ok(pod) => {
             stores.pod_created(&pod);
             Ok(PodOutcome::Created(Box::new(pod)))

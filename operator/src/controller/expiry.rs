@@ -29,8 +29,11 @@ use crate::{
     policy::storage::CLAIM_SUFFIX,
 };
 
-/// How often to look again while the Pod terminates; its watch event usually comes first.
-const TERMINATION_POLL: Duration = Duration::from_secs(1);
+/// When to look again while the Pod terminates if no watch event came first. The Pod's
+/// removal is an event of the owned-Pod watch and reconciles the sandbox at once; this is
+/// only the safety net. A short poll here cost the benchmark 50 reconciles per sandbox
+/// while 1,000 Pods drained off simulated nodes for a minute.
+const TERMINATION_POLL: Duration = Duration::from_secs(30);
 
 /// Carries out the sandbox's expiry, one step per call.
 pub async fn expire(

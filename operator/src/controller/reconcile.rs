@@ -115,7 +115,8 @@ async fn run(
             let message = "the sandbox's Pod is being deleted from outside; it will be created \
                            again once it is gone";
             pending(&mut next, reason::POD_PENDING, message, generation);
-            action = Some(Action::requeue(Duration::from_secs(1)));
+            // The Pod's removal reconciles the sandbox through the Pod watch; this is a net.
+            action = Some(Action::requeue(RECHECK));
         } else {
             record_observation(ctx, sandbox, &mut next, &observe::observe(&pod));
         }
@@ -155,7 +156,8 @@ async fn create_pod(
         return Ok((None, Some(Action::requeue(RECHECK))));
     }
     let recreated = next.start_time.is_some() || next.node_name.is_some();
-    match apply::pod_and_prerequisites(&ctx.client, &ctx.stores, plan, owner).await? {
+    let gate = ctx.config.fence_gate.as_ref();
+    match apply::pod_and_prerequisites(&ctx.client, &ctx.stores, plan, owner, gate).await? {
         PodOutcome::Created(pod) => {
             if recreated {
                 ctx.events
