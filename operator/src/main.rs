@@ -48,6 +48,10 @@ struct RunArgs {
     /// Log level (`info`, `debug`, ...); `RUST_LOG` overrides it.
     #[arg(long, env = "KENNEL_LOG_LEVEL", default_value = "info")]
     log_level: String,
+    /// OpenTelemetry collector to export traces to, over OTLP/HTTP (its base URL, such as
+    /// `http://otel-collector:4318`); needs a build with the `otel` feature.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
     #[command(flatten)]
     leader: leader::Settings,
 }
@@ -82,9 +86,12 @@ fn print_crds() -> ExitCode {
 }
 
 async fn run(args: RunArgs) -> ExitCode {
-    if let Err(error) = telemetry::logging::init(args.log_format, &args.log_level) {
-        return report(&format!("failed to set up logging: {error}"));
-    }
+    let endpoint = args.otlp_endpoint.as_deref();
+    // Held to the end: dropping it exports the last queued spans.
+    let _logging = match telemetry::logging::init(args.log_format, &args.log_level, endpoint) {
+        Ok(guard) => guard,
+        Err(error) => return report(&format!("failed to set up logging: {error}")),
+    };
     match serve(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

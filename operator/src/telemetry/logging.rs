@@ -1,10 +1,7 @@
-//! Tracing set-up: a level or `RUST_LOG` filter, and human-readable or JSON output.
-//!
-//! Missing: OpenTelemetry export (the `otel` feature of issue 6). It needs the
-//! opentelemetry crates, an OTLP exporter and a collector to test against; it is left for
-//! when traces are wanted more than lean dependencies.
+//! Tracing set-up: a level or `RUST_LOG` filter, human-readable or JSON output, and, in
+//! builds with the `otel` feature, the same spans exported as OpenTelemetry traces.
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{EnvFilter, Layer, fmt, layer::SubscriberExt, util::SubscriberInitExt};
 
 /// The environment variable whose filter, when set, overrides the `--log-level` flag.
 pub const FILTER_ENV: &str = "RUST_LOG";
@@ -37,18 +34,78 @@ pub enum LoggingError {
     /// A global subscriber was already installed.
     #[error("failed to install the log subscriber")]
     Install(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+    /// Trace export was asked for and could not be set up.
+    #[cfg(feature = "otel")]
+    #[error(transparent)]
+    Otel(#[from] super::otel::OtelError),
+}
+
+/// Keeps what [`init`] started. With trace export on, dropping it exports the spans still
+/// queued and stops the exporter, so hold it until the operator stops.
+#[derive(Debug, Default)]
+#[must_use = "dropping the guard stops trace export"]
+pub struct LoggingGuard {
+    #[cfg(feature = "otel")]
+    _otel: Option<super::otel::OtelGuard>,
 }
 
 /// Installs the global subscriber. `level` (e.g. `info`) is the filter unless `RUST_LOG`
-/// is set and non-empty, in which case that wins.
-pub fn init(format: LogFormat, level: &str) -> Result<(), LoggingError> {
+/// is set and non-empty, in which case that wins. With an `otlp_endpoint` (a collector's
+/// base URL) the spans the filter lets through are also exported as traces; a build without
+/// the `otel` feature says so in a warning and only logs.
+pub fn init(
+    format: LogFormat,
+    level: &str,
+    otlp_endpoint: Option<&str>,
+) -> Result<LoggingGuard, LoggingError> {
     let filter = filter(level, std::env::var(FILTER_ENV).ok())?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().with_current_span(true).try_init(),
+    let endpoint = otlp_endpoint.map(str::trim).filter(|e| !e.is_empty());
+    let (traces, guard) = trace_export(endpoint)?;
+    let output = match format {
+        LogFormat::Text => fmt::layer().boxed(),
+        LogFormat::Json => fmt::layer().json().with_current_span(true).boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(traces)
+        .with(output)
+        .try_init()
+        .map_err(|error| LoggingError::Install(error.into()))?;
+    if cfg!(not(feature = "otel"))
+        && let Some(endpoint) = endpoint
+    {
+        tracing::warn!(
+            endpoint,
+            "traces are not exported: this build lacks the `otel` feature (cargo build \
+             --features otel)"
+        );
     }
-    .map_err(LoggingError::Install)
+    Ok(guard)
+}
+
+/// The trace-export layer for `endpoint`, if one is given.
+#[cfg(feature = "otel")]
+fn trace_export<S>(
+    endpoint: Option<&str>,
+) -> Result<(Option<impl Layer<S> + Send + Sync>, LoggingGuard), LoggingError>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+    S: Send + Sync,
+{
+    let Some(endpoint) = endpoint else {
+        return Ok((None, LoggingGuard::default()));
+    };
+    let (layer, guard) = super::otel::layer(endpoint)?;
+    Ok((Some(layer), LoggingGuard { _otel: Some(guard) }))
+}
+
+/// Without the `otel` feature there is nothing to export to.
+#[cfg(not(feature = "otel"))]
+#[allow(clippy::unnecessary_wraps)] // the same signature as the `otel` build's
+fn trace_export(
+    _endpoint: Option<&str>,
+) -> Result<(Option<tracing_subscriber::layer::Identity>, LoggingGuard), LoggingError> {
+    Ok((None, LoggingGuard::default()))
 }
 
 /// The filter from the level flag, overridden by a non-empty `RUST_LOG` value.
