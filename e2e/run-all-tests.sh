@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 echo "== unit tests"
 cargo test -p kennel-operator   # lib, bins and operator/tests/ (the CRD drift check)
+cargo test -p kennel-operator --features otel   # and the OTLP trace export
 cargo test -p kennel-e2e --lib --bins
 
 echo "== local cluster"
