@@ -42,8 +42,9 @@ pub enum OtelError {
         /// The endpoint as given.
         endpoint: String,
     },
-    /// The OTLP exporter refused its configuration.
-    #[error("failed to build the OTLP span exporter for {endpoint:?}")]
+    /// The OTLP exporter refused its configuration. The message repeats the cause: start-up
+    /// errors are printed without their chain.
+    #[error("failed to build the OTLP span exporter for {endpoint:?}: {source}")]
     BuildExporter {
         /// The traces URL the exporter was given.
         endpoint: String,
