@@ -11,10 +11,10 @@
 //!
 //! The matrix's table of cases and outcomes is written to `docs/security.md`.
 
-#[path = "guardrails/first_connection.rs"]
-mod first_connection;
 #[path = "guardrails/egress_overlap.rs"]
 mod egress_overlap;
+#[path = "guardrails/first_connection.rs"]
+mod first_connection;
 #[path = "guardrails/inside.rs"]
 mod inside;
 #[path = "guardrails/matrix.rs"]
@@ -316,7 +316,7 @@ async fn tightening_a_policy_rechecks_the_sandboxes_it_governs() -> Result<()> {
         tenant.ns(),
         "drifter",
         "Accepted",
-        Duration::from_secs(60),
+        Duration::from_mins(1),
         accepted,
     )
     .await
@@ -336,7 +336,7 @@ async fn tightening_a_policy_rechecks_the_sandboxes_it_governs() -> Result<()> {
         tenant.ns(),
         "drifter",
         "Accepted=False on spec.image",
-        Duration::from_secs(60),
+        Duration::from_mins(1),
         refused,
     )
     .await

@@ -98,7 +98,7 @@ fn strings(value: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Every grant in a Role or ClusterRole that least privilege forbids, as sentences.
+/// Every grant in a Role or `ClusterRole` that least privilege forbids, as sentences.
 fn forbidden_grants(role: &Value) -> Vec<String> {
     const DANGEROUS_VERBS: [&str; 3] = ["escalate", "bind", "impersonate"];
     const DANGEROUS_RESOURCES: [&str; 6] =
@@ -486,7 +486,7 @@ async fn release_installs_runs_a_gvisor_sandbox_upgrades_hands_over_and_uninstal
 }
 
 /// Removes what a failed run would leave outside its namespaces: the release (its
-/// ClusterRoles) and the cluster-scoped SandboxPolicy. Both steps are idempotent.
+/// `ClusterRoles`) and the cluster-scoped SandboxPolicy. Both steps are idempotent.
 struct Cleanup {
     env: ClusterEnv,
     release_namespace: String,
@@ -526,7 +526,7 @@ async fn govern_with_quota(env: &ClusterEnv, client: &Client, tenant: &str) -> R
     let managed = ListParams::default().labels("app.kubernetes.io/managed-by=kennel");
     let start = Instant::now();
     while quotas.list(&managed).await?.items.is_empty() {
-        ensure!(start.elapsed() < Duration::from_secs(60), "no ResourceQuota from {policy}");
+        ensure!(start.elapsed() < Duration::from_mins(1), "no ResourceQuota from {policy}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     println!("policy: ResourceQuota in place after {:?}", start.elapsed());
@@ -565,7 +565,7 @@ async fn run_sandbox(client: &Client, namespace: &str) -> Result<String> {
         namespace,
         "helm-agent",
         Phase::Running,
-        Duration::from_secs(120),
+        Duration::from_mins(2),
     )
     .await?;
     println!("sandbox: Running under the installed operator after {:?}", start.elapsed());
@@ -604,12 +604,12 @@ async fn kill_leader_and_time_handover(release: &Release<'_>) -> Result<Duration
 }
 
 async fn wait_for_holder(release: &Release<'_>, not: Option<&str>) -> Result<String> {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_mins(1);
     while Instant::now() < deadline {
-        if let Some(holder) = release.lease_holder().await? {
-            if Some(holder.as_str()) != not {
-                return Ok(holder);
-            }
+        if let Some(holder) = release.lease_holder().await?
+            && Some(holder.as_str()) != not
+        {
+            return Ok(holder);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -646,10 +646,7 @@ async fn check_uninstall_leaves_nothing(
         if p == 0 && n == 0 {
             break;
         }
-        ensure!(
-            start.elapsed() < Duration::from_secs(60),
-            "{p} Pods, {n} NetworkPolicies orphaned"
-        );
+        ensure!(start.elapsed() < Duration::from_mins(1), "{p} Pods, {n} NetworkPolicies orphaned");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     // The quota belongs to the SandboxPolicy, which the kept CRD keeps: it stays, and
@@ -672,7 +669,7 @@ async fn check_uninstall_leaves_nothing(
 
 /// Polls a `kubectl get -o name` until it lists nothing (Pods take a moment to go).
 async fn wait_until_none(env: &ClusterEnv, args: &[&str]) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_mins(1);
     loop {
         let left = kubectl_ok(env, args)?;
         if left.trim().is_empty() {

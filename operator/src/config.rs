@@ -240,7 +240,7 @@ impl Config {
     pub fn default_ttl(&self) -> Duration {
         // `check` proved this parses; the fallback only guards against a future caller
         // that skips `check`.
-        parse_ttl(&self.default_ttl).unwrap_or(Duration::from_secs(3600))
+        parse_ttl(&self.default_ttl).unwrap_or(Duration::from_hours(1))
     }
 
     /// The RuntimeClass configured for an isolation level.
@@ -336,8 +336,8 @@ mod tests {
 
     #[test]
     fn ttl_sums_each_unit() {
-        assert_eq!(parse_ttl("1h30m"), Ok(Duration::from_secs(5400)));
-        assert_eq!(parse_ttl("2d"), Ok(Duration::from_secs(172_800)));
+        assert_eq!(parse_ttl("1h30m"), Ok(Duration::from_mins(90)));
+        assert_eq!(parse_ttl("2d"), Ok(Duration::from_hours(48)));
         assert_eq!(parse_ttl("90s"), Ok(Duration::from_secs(90)));
     }
 
@@ -367,7 +367,7 @@ mod tests {
     fn partial_file_keeps_other_defaults() {
         let config = Config::from_yaml("defaultTtl: 10m\ncluster:\n  podCidrs: [10.0.0.0/16]\n")
             .expect("parses");
-        assert_eq!(config.default_ttl(), Duration::from_secs(600));
+        assert_eq!(config.default_ttl(), Duration::from_mins(10));
         assert_eq!(config.cluster.pod_cidrs, vec!["10.0.0.0/16".to_owned()]);
         assert_eq!(config.tmp_size, "64Mi");
     }

@@ -19,7 +19,7 @@ use kube::Api;
 use crate::{Tenant, apply_text};
 
 /// How long a gVisor sandbox may take to start on a busy two-core node.
-const START: Duration = Duration::from_secs(120);
+const START: Duration = Duration::from_mins(2);
 /// A TCP server answering `hello` on port 8080, with busybox.
 const LISTEN: &str = "while true; do echo hello | nc -l -p 8080; done";
 
@@ -102,7 +102,7 @@ async fn a_sandbox_that_fills_tmp_past_its_limit_is_stopped() -> Result<()> {
         tenant.ns(),
         "filler",
         "Failed after filling /tmp",
-        Duration::from_secs(180),
+        Duration::from_mins(3),
         |s| sandbox::phase(s) == Some(Phase::Failed),
     )
     .await;
@@ -123,7 +123,8 @@ async fn a_sandbox_that_fills_tmp_past_its_limit_is_stopped() -> Result<()> {
     tenant.assert_no_panic()
 }
 
-#[tokio::test]
+// Two workers: `exec` blocks its thread while the metadata server must answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sandbox_cannot_reach_cloud_metadata_that_a_plain_pod_reaches() -> Result<()> {
     // A server on 169.254.169.254 (local for pod traffic only, see test-hosts.sh), so the
     // refusal is the fence's and not an empty address.

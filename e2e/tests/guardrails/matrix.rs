@@ -520,7 +520,7 @@ async fn rejected(tenant: &Tenant, case: Case) -> Result<Outcome> {
         tenant.ns(),
         &name,
         "a verdict",
-        Duration::from_secs(60),
+        Duration::from_mins(1),
         refused,
     )
     .await

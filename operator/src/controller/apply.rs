@@ -60,11 +60,11 @@ pub async fn network_policy(
         owners.push(pod_owner);
     }
     let desired = build::network_policy::network_policy(plan, owners);
-    if let Some(current) = stores.network_policy(&plan.namespace, &plan.name) {
-        if policy_in_place(&current, &desired) {
-            tracing::trace!("network policy already in place");
-            return Ok(());
-        }
+    if let Some(current) = stores.network_policy(&plan.namespace, &plan.name)
+        && policy_in_place(&current, &desired)
+    {
+        tracing::trace!("network policy already in place");
+        return Ok(());
     }
     let api = Api::namespaced(client.clone(), &plan.namespace);
     apply(&api, &desired).await?;

@@ -263,6 +263,7 @@ fn policy_sandboxes(
 
 /// Retries a failed reconcile with a delay that doubles per consecutive failure of the
 /// same sandbox, from half a second up to five minutes.
+#[allow(clippy::needless_pass_by_value)] // the signature `Controller::run` takes
 fn error_policy(sandbox: Arc<AgentSandbox>, error: &Error, ctx: Arc<Context>) -> Action {
     let key = format!("{}/{}", sandbox.namespace().unwrap_or_default(), sandbox.name_any());
     let failures = ctx.failure_count(&key, true);
@@ -280,7 +281,7 @@ fn error_policy(sandbox: Arc<AgentSandbox>, error: &Error, ctx: Arc<Context>) ->
 
 fn retry_delay(failures: u32) -> Duration {
     let exponent = failures.saturating_sub(1).min(10);
-    (Duration::from_millis(500) * 2u32.pow(exponent)).min(Duration::from_secs(300))
+    (Duration::from_millis(500) * 2u32.pow(exponent)).min(Duration::from_mins(5))
 }
 
 #[cfg(test)]
@@ -292,6 +293,6 @@ mod tests {
         assert_eq!(retry_delay(1), Duration::from_millis(500));
         assert_eq!(retry_delay(2), Duration::from_secs(1));
         assert_eq!(retry_delay(4), Duration::from_secs(4));
-        assert_eq!(retry_delay(30), Duration::from_secs(300));
+        assert_eq!(retry_delay(30), Duration::from_mins(5));
     }
 }

@@ -23,7 +23,7 @@ use crate::{
 };
 
 /// Longest wait between two looks at a live sandbox when nothing happens.
-const PERIODIC: Duration = Duration::from_secs(3600);
+const PERIODIC: Duration = Duration::from_hours(1);
 /// Wait before looking again at a condition that only someone else can change.
 const RECHECK: Duration = Duration::from_secs(15);
 
@@ -223,15 +223,17 @@ fn record_observation(
     obs: &observe::Observation,
 ) {
     let created = created_at(sandbox);
-    if next.node_name.is_none() && obs.node_name.is_some() {
-        if let Some(created) = created {
-            ctx.metrics.observe_pod_scheduled(seconds_since(created));
-        }
+    if next.node_name.is_none()
+        && obs.node_name.is_some()
+        && let Some(created) = created
+    {
+        ctx.metrics.observe_pod_scheduled(seconds_since(created));
     }
-    if next.phase != Some(Phase::Running) && obs.phase == Phase::Running {
-        if let Some(created) = created {
-            ctx.metrics.observe_pod_running(seconds_since(created));
-        }
+    if next.phase != Some(Phase::Running)
+        && obs.phase == Phase::Running
+        && let Some(created) = created
+    {
+        ctx.metrics.observe_pod_running(seconds_since(created));
     }
     next.phase = Some(obs.phase);
     next.node_name.clone_from(&obs.node_name);
