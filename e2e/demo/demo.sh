@@ -26,6 +26,9 @@ mkdir -p "$LOGS" e2e/.cluster/demo
 
 step "operator: build, CRD, start (watching namespace $NS)"
 cargo build -q -p kennel-operator
+# The release image carries the fence gate, which holds the agent back until its Pod's
+# NetworkPolicy is enforced (docs/security.md, "Policy before Pod").
+GATE_IMAGE="$(e2e/images/operator.sh)"
 k apply --server-side -f crds/ >/dev/null
 if k get ns "$NS" >/dev/null 2>&1; then k delete ns "$NS" --wait=true >/dev/null; fi
 k create ns "$NS" >/dev/null
@@ -34,6 +37,8 @@ cluster:
   podCidrs: [$POD_CIDR]
   serviceCidrs: [$SERVICE_CIDR]
   apiServerCidrs: [${API_SERVER_ENDPOINT%:*}/32]
+fenceGate:
+  image: $GATE_IMAGE
 YAML
 target/debug/kennel-operator run --namespace "$NS" --config e2e/.cluster/demo/operator.yaml \
   --metrics-addr 127.0.0.1:18181 >"$LOGS/demo-operator.log" 2>&1 &

@@ -37,6 +37,9 @@ pub mod reason {
     pub const ERROR: &str = "Error";
     /// The agent was killed for exceeding its memory limit.
     pub const OOM_KILLED: &str = "OOMKilled";
+    /// The fence gate gave up: the Pod's egress fence was not in force in time, so the
+    /// agent never started.
+    pub const FENCE_NOT_IN_FORCE: &str = "FenceNotInForce";
     /// The kubelet evicted the Pod (node pressure or ephemeral storage over its limit).
     pub const EVICTED: &str = "Evicted";
     /// The Pod disappeared after the agent had finished, or while the sandbox was expiring.

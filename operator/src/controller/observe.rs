@@ -2,7 +2,10 @@
 
 use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::Time};
 
-use crate::api::{Phase, conditions::reason};
+use crate::{
+    api::{Phase, conditions::reason},
+    fence_gate,
+};
 
 /// The agent's state as read from its Pod.
 #[derive(Clone, Debug, PartialEq)]
@@ -84,6 +87,9 @@ fn failed(obs: &mut Observation, pod_reason: Option<&str>, term: Option<&str>, p
     if pod_reason == Some("Evicted") {
         obs.reason = reason::EVICTED;
         obs.message = format!("the kubelet evicted the agent: {pod_message}");
+    } else if let Some(message) = gate_failure(pod) {
+        obs.reason = reason::FENCE_NOT_IN_FORCE;
+        obs.message = message;
     } else if term == Some("OOMKilled") {
         obs.reason = reason::OOM_KILLED;
         obs.message = "the agent was killed for exceeding its memory limit; raise \
@@ -96,6 +102,21 @@ fn failed(obs: &mut Observation, pod_reason: Option<&str>, term: Option<&str>, p
             None => format!("the agent's Pod failed: {pod_message}"),
         };
     }
+}
+
+/// The fence gate's own message when it failed, from its termination message (its stderr).
+fn gate_failure(pod: &Pod) -> Option<String> {
+    let gate = pod.status.as_ref()?.init_container_statuses.as_ref()?;
+    let gate = gate.iter().find(|c| c.name == fence_gate::CONTAINER)?;
+    let terminated = gate.state.as_ref()?.terminated.as_ref()?;
+    (terminated.exit_code != 0).then(|| {
+        let message = terminated.message.as_deref().map(str::trim).unwrap_or_default();
+        if message.is_empty() {
+            format!("the fence gate exited with code {}", terminated.exit_code)
+        } else {
+            message.to_owned()
+        }
+    })
 }
 
 fn pending(
@@ -198,6 +219,24 @@ status: {phase: Failed, reason: Evicted, message: ephemeral storage over limit}
 "));
         assert_eq!(obs.reason, reason::EVICTED);
         assert!(obs.message.contains("ephemeral storage"));
+    }
+
+    #[test]
+    fn failed_fence_gate_is_reported_with_its_own_message() {
+        let obs = observe(&pod(r"
+status:
+  phase: Failed
+  initContainerStatuses:
+  - {name: fence-gate, ready: false, restartCount: 0, image: x, imageID: x,
+     state: {terminated: {exitCode: 1, reason: Error,
+       message: 'fence gate: the egress fence was not in force within 60s'}}}
+  containerStatuses:
+  - {name: agent, ready: false, restartCount: 0, image: x, imageID: x,
+     state: {waiting: {reason: PodInitializing}}}
+"));
+        assert_eq!(obs.phase, Phase::Failed);
+        assert_eq!(obs.reason, reason::FENCE_NOT_IN_FORCE);
+        assert_eq!(obs.message, "fence gate: the egress fence was not in force within 60s");
     }
 
     #[test]
