@@ -27,6 +27,8 @@ pub struct OperatorSettings {
     /// Leave `fenceGate` out even where [`fence_gate_image`] names an image, to measure
     /// what the gate changes.
     pub without_fence_gate: bool,
+    /// `fenceGate.probe` and `fenceGate.timeout`, when the test points the gate elsewhere.
+    pub fence_gate_probe: Option<(String, String)>,
 }
 
 /// The image of the fence gate every test operator configures: `$KENNEL_OPERATOR_IMAGE`,
@@ -197,6 +199,10 @@ fn config_yaml(env: &ClusterEnv, settings: &OperatorSettings) -> Result<String> 
     }
     if let Some(image) = fence_gate_image().filter(|_| !settings.without_fence_gate) {
         config["fenceGate"] = serde_json::json!({ "image": image });
+        if let Some((probe, timeout)) = &settings.fence_gate_probe {
+            config["fenceGate"]["probe"] = probe.clone().into();
+            config["fenceGate"]["timeout"] = timeout.clone().into();
+        }
     }
     Ok(serde_json::to_string_pretty(&config)?)
 }

@@ -11,7 +11,7 @@ use futures::future::try_join_all;
 use k8s_openapi::api::core::v1::Pod;
 use kennel::api::Phase;
 use kennel_e2e::{
-    hosts::{DENIED, TestHosts},
+    hosts::{ALLOWED, DENIED, TestHosts},
     kubectl::kubectl,
     operator::{OperatorSettings, fence_gate_image},
     pods::{shell_pod, wait_for_phase},
@@ -194,4 +194,39 @@ async fn the_fence_gate_start_up_cost_is_measured_against_starts_without_it() ->
         with[COUNT - 1]
     );
     gated.assert_no_panic()
+}
+
+#[tokio::test]
+async fn a_gate_whose_probe_stays_reachable_fails_the_sandbox_before_the_agent_runs() -> Result<()>
+{
+    if fence_gate_image().is_none() {
+        bail!("KENNEL_OPERATOR_IMAGE is not set: no fence gate to fail");
+    }
+    // The gate probes the allowlisted test host, which the fence never blocks: it must give
+    // up, and the agent must never start.
+    let hosts = TestHosts::start().await?;
+    let settings = OperatorSettings {
+        fence_gate_probe: Some((format!("{ALLOWED}:{}", hosts.port), "4s".to_owned())),
+        ..OperatorSettings::default()
+    };
+    let tenant = Tenant::new_with("guard-gatefail", "", &settings).await?;
+    let yaml = format!(
+        "metadata: {{name: open}}\nspec:\n  image: {}\n  command: [sh, -c, 'echo agent-ran; \
+         sleep 600']\n  network:\n    egress:\n    - {{cidr: {ALLOWED}/32}}\n",
+        tenant.env.busybox_image
+    );
+    sandbox::create(&tenant.client, tenant.ns(), &yaml).await?;
+    let failed =
+        sandbox::wait_for_phase(&tenant.client, tenant.ns(), "open", Phase::Failed, BATCH_TIMEOUT)
+            .await
+            .context(tenant.log_hint())?;
+    let ready = sandbox::condition(&failed, "Ready").context("no Ready condition")?;
+    ensure!(
+        ready.reason == "FenceNotInForce" && ready.message.contains("was not in force"),
+        "the gate's failure is not what the sandbox shows: {ready:?}"
+    );
+    let agent = kubectl(&tenant.env, &["logs", "-n", tenant.ns(), "open", "-c", "agent"])?;
+    ensure!(!agent.stdout.contains("agent-ran"), "the agent ran past a failed gate");
+    ensure!(hosts.accepted(ALLOWED) > 0, "the gate never reached its probe");
+    tenant.assert_no_panic()
 }
