@@ -2,12 +2,19 @@
 //! refusal reads the same in `kubectl describe`.
 //!
 //! Publishing is best effort: a failure is logged and swallowed, because an Event that
-//! cannot be written must never fail or delay the reconcile that wanted to report it.
+//! cannot be written must never fail or delay the reconcile that wanted to report it. So
+//! Events are written in the background, up to [`IN_FLIGHT`] at once; past that the caller
+//! writes its own, so a slow API server slows reconciles instead of piling up tasks. An
+//! Event still in flight when the operator stops is lost.
 
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::{
     Client, Resource as _,
     runtime::events::{Event, EventType, Recorder, Reporter},
 };
+use tokio::sync::Semaphore;
 
 use crate::api::{AgentSandbox, Phase};
 
@@ -18,6 +25,10 @@ pub const CONTROLLER_NAME: &str = "kennel-operator";
 const ACTION_PHASE: &str = "UpdatePhase";
 /// Action of a refusal Event: the spec was checked and could not be run.
 const ACTION_VALIDATE: &str = "Validate";
+/// Events written in the background at once. Written inline, an Event was one of the four
+/// API round trips of a new sandbox's first reconcile, holding a slot the next sandbox
+/// waited for.
+const IN_FLIGHT: usize = 32;
 /// The API server refuses an Event note over 1 kB.
 const MAX_NOTE_BYTES: usize = 1024;
 
@@ -25,6 +36,7 @@ const MAX_NOTE_BYTES: usize = 1024;
 #[derive(Clone)]
 pub struct EventPublisher {
     recorder: Recorder,
+    in_flight: Arc<Semaphore>,
 }
 
 impl EventPublisher {
@@ -35,7 +47,8 @@ impl EventPublisher {
             controller: CONTROLLER_NAME.to_owned(),
             instance: std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()),
         };
-        Self { recorder: Recorder::new(client, reporter) }
+        let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
+        Self { recorder: Recorder::new(client, reporter), in_flight }
     }
 
     /// Reports a phase change: `Normal`, or `Warning` when the sandbox failed or was
@@ -65,13 +78,26 @@ impl EventPublisher {
 
     async fn publish(&self, sandbox: &AgentSandbox, event: Event) {
         let reference = sandbox.object_ref(&());
-        if let Err(error) = self.recorder.publish(&event, &reference).await {
-            tracing::warn!(
-                error = &error as &dyn std::error::Error,
-                reason = %event.reason,
-                "Failed to publish event"
-            );
+        match self.in_flight.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let recorder = self.recorder.clone();
+                tokio::spawn(async move {
+                    write(&recorder, &event, &reference).await;
+                    drop(permit);
+                });
+            }
+            Err(_) => write(&self.recorder, &event, &reference).await,
         }
+    }
+}
+
+async fn write(recorder: &Recorder, event: &Event, reference: &ObjectReference) {
+    if let Err(error) = recorder.publish(event, reference).await {
+        tracing::warn!(
+            error = &error as &dyn std::error::Error,
+            reason = %event.reason,
+            "Failed to publish event"
+        );
     }
 }
 

@@ -30,10 +30,16 @@ pub struct RealNode {
     pub bare_apply_to_running: Summary,
 }
 
+/// The operator's configuration on the real node, and the bare Pods' too: CPU requests
+/// small enough that every sandbox of the run fits on the one two-core node at once (at
+/// the default 100m, the 20th stays Pending).
+const REAL_NODE_CONFIG: &str = "runtimeClasses:\n  gvisor: gvisor\ndefaultRequests:\n  \
+                                cpu: 10m\n  memory: 64Mi\n  ephemeralStorage: 64Mi\n";
+
 /// Runs both sides, each in its own namespace, deleted before the next starts.
 pub async fn run(client: &Client, env: &ClusterEnv, settings: &Settings) -> Result<RealNode> {
     let config = settings.work_dir.join("operator-gvisor.yaml");
-    std::fs::write(&config, "runtimeClasses:\n  gvisor: gvisor\n")?;
+    std::fs::write(&config, REAL_NODE_CONFIG)?;
     let ns = TestNamespace::create(client, env, "kennel-bench-gvisor").await?;
     let log = settings.work_dir.join("operator-gvisor.log");
     let op = Operator::start(env, &config, &ns.name, &log).await?;
@@ -57,7 +63,7 @@ pub async fn run(client: &Client, env: &ClusterEnv, settings: &Settings) -> Resu
     drop(timeline);
 
     let ns = TestNamespace::create(client, env, "kennel-bench-gvisor-bare").await?;
-    let config = Config::from_yaml("")?;
+    let config = Config::from_yaml(REAL_NODE_CONFIG)?;
     workload::service_account(client, &ns.name, &config.sandbox_service_account).await?;
     let timeline = PodTimeline::start(client, &ns.name).await?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
