@@ -133,7 +133,15 @@ pub struct Idle {
 
 /// The operator configuration of the simulated run: `gvisor` maps to kwok's RuntimeClass.
 pub fn operator_config_text() -> String {
-    format!("runtimeClasses:\n  gvisor: {}\n", kwok::RUNTIME_CLASS)
+    let mut text = format!("runtimeClasses:\n  gvisor: {}\n", kwok::RUNTIME_CLASS);
+    // The shipped default unless `BENCH_RECONCILE_CONCURRENCY` asks for another, to see
+    // whether the operator's own concurrency bounds the burst.
+    if let Some(n) =
+        std::env::var("BENCH_RECONCILE_CONCURRENCY").ok().and_then(|v| v.trim().parse::<u16>().ok())
+    {
+        text.push_str(&format!("reconcileConcurrency: {n}\n"));
+    }
+    text
 }
 
 /// [`operator_config_text`] parsed, for building the floor's Pods.
