@@ -139,7 +139,7 @@ pub fn operator_config_text() -> String {
     if let Some(n) =
         std::env::var("BENCH_RECONCILE_CONCURRENCY").ok().and_then(|v| v.trim().parse::<u16>().ok())
     {
-        text.push_str(&format!("reconcileConcurrency: {n}\n"));
+        text = format!("{text}reconcileConcurrency: {n}\n");
     }
     text
 }
