@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kennel::api::Phase;
 use kennel_e2e::{
     hosts::{ALLOWED, DENIED, TestHosts},
-    kubectl::kubectl,
+    kubectl::{kubectl, kubectl_ok},
     operator::{OperatorSettings, fence_gate_image},
     pods::{shell_pod, wait_for_phase},
     sandbox,
@@ -134,9 +134,7 @@ async fn start(tenant: &Tenant, name: &str, script: &str) -> Result<()> {
 
 /// A container's log.
 fn logs(tenant: &Tenant, pod: &str, container: &str) -> Result<String> {
-    let out = kubectl(&tenant.env, &["logs", "-n", tenant.ns(), pod, "-c", container])?;
-    ensure!(out.success(), "no log of {pod}/{container}: {}", out.stderr);
-    Ok(out.stdout)
+    kubectl_ok(&tenant.env, &["logs", "-n", tenant.ns(), pod, "-c", container])
 }
 
 /// The gate's attempts and wait in milliseconds, from its one line: `... on attempt N,

@@ -133,15 +133,14 @@ pub struct Idle {
 
 /// The operator configuration of the simulated run: `gvisor` maps to kwok's RuntimeClass.
 pub fn operator_config_text() -> String {
-    let mut text = format!("runtimeClasses:\n  gvisor: {}\n", kwok::RUNTIME_CLASS);
     // The shipped default unless `BENCH_RECONCILE_CONCURRENCY` asks for another, to see
     // whether the operator's own concurrency bounds the burst.
-    if let Some(n) =
-        std::env::var("BENCH_RECONCILE_CONCURRENCY").ok().and_then(|v| v.trim().parse::<u16>().ok())
-    {
-        text = format!("{text}reconcileConcurrency: {n}\n");
-    }
-    text
+    let concurrency = std::env::var("BENCH_RECONCILE_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.trim().parse::<u16>().ok())
+        .map(|n| format!("reconcileConcurrency: {n}\n"))
+        .unwrap_or_default();
+    format!("runtimeClasses:\n  gvisor: {}\n{concurrency}", kwok::RUNTIME_CLASS)
 }
 
 /// [`operator_config_text`] parsed, for building the floor's Pods.
